@@ -1,0 +1,305 @@
+//! Publishing and consuming events on JetStream, with the delivery rules every service shares.
+//!
+//! * [`publish`] sets `Nats-Msg-Id` to the event's subject (unique per order and step) and waits
+//!   for the server's PubAck; a timed-out publish is retried with the same id, since it may have
+//!   landed and the server drops the copy.
+//! * [`consume`] reads a durable pull consumer and acks a message only after the handler returned,
+//!   i.e. after its effects are durable. A transient failure is NAKed with a growing delay; an
+//!   undecodable message, a permanent failure, or one out of deliveries goes to the DLQ stream and
+//!   is terminated. The loop survives stream errors by recreating its consumer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::jetstream::{self, AckKind, Message};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use crate::config::{ConsumersConfig, NatsConfig};
+use crate::events::Envelope;
+use crate::topology::{self, ConsumerSpec};
+
+pub const HEADER_EVENT_TYPE: &str = "Oms-Event-Type";
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+pub const HEADER_DLQ_SERVICE: &str = "Oms-Dlq-Service";
+pub const HEADER_DLQ_ERROR: &str = "Oms-Dlq-Error";
+pub const HEADER_DLQ_STREAM: &str = "Oms-Dlq-Stream";
+pub const HEADER_DLQ_SUBJECT: &str = "Oms-Dlq-Subject";
+pub const HEADER_DLQ_SEQUENCE: &str = "Oms-Dlq-Sequence";
+
+/// How many times a publish that got no PubAck is sent again (with the same `Nats-Msg-Id`).
+const PUBLISH_ATTEMPTS: u32 = 4;
+/// When even the DLQ cannot be written, try the message again after this long.
+const DLQ_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Connects to NATS. The client keeps reconnecting forever, also when the server is not up yet at
+/// start, so a service outlives a broker restart without help.
+pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, BusError> {
+    async_nats::ConnectOptions::new()
+        .name(cfg.client_name.as_deref().unwrap_or(name))
+        .request_timeout(Some(cfg.request_timeout))
+        .retry_on_initial_connect()
+        .connect(cfg.url.as_str())
+        .await
+        .map_err(|e| BusError::Connect(e.to_string()))
+}
+
+/// A JetStream context whose API calls and PubAcks wait at most the configured request timeout.
+pub fn jetstream(client: async_nats::Client, cfg: &NatsConfig) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(cfg.request_timeout)
+        .build(client)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    #[error("publish to {subject} failed: {source}")]
+    Publish {
+        subject: String,
+        #[source]
+        source: jetstream::context::PublishError,
+    },
+}
+
+/// Publishes `event` and returns once JetStream has stored it (or had stored it already).
+pub async fn publish(
+    js: &jetstream::Context,
+    event: &Envelope,
+) -> Result<jetstream::publish::PublishAck, BusError> {
+    let subject = event.subject();
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_EVENT_TYPE, event.event.type_name());
+    headers.insert(HEADER_TRACEPARENT, event.traceparent().as_str());
+    let payload = event.encode();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let message = Publish::build()
+            .payload(payload.clone())
+            .headers(headers.clone())
+            .message_id(&subject);
+        let result = match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(ack) => return Ok(ack),
+            Err(e) if attempt < PUBLISH_ATTEMPTS && retryable(e.kind()) => {
+                warn!(%subject, attempt, error = %e, "publish not acknowledged, retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(source) => return Err(BusError::Publish { subject, source }),
+        }
+    }
+}
+
+fn retryable(kind: PublishErrorKind) -> bool {
+    matches!(
+        kind,
+        PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::StreamNotFound
+    )
+}
+
+/// What a handler says about a message it could not process.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Might work later (database busy, NATS timeout): NAK with delay, redeliver.
+    #[error("transient: {0:#}")]
+    Transient(anyhow::Error),
+    /// Can never work: straight to the DLQ.
+    #[error("permanent: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl HandleError {
+    pub fn transient(e: impl Into<anyhow::Error>) -> Self {
+        HandleError::Transient(e.into())
+    }
+}
+
+impl From<sqlx::Error> for HandleError {
+    fn from(e: sqlx::Error) -> Self {
+        HandleError::Transient(e.into())
+    }
+}
+
+impl From<BusError> for HandleError {
+    fn from(e: BusError) -> Self {
+        HandleError::Transient(e.into())
+    }
+}
+
+/// A service's reaction to one event: decide, persist, publish. Returning `Ok` means every
+/// effect is durable and the message may be acked.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// Runs the durable consumer `spec` until `shutdown`: the message in hand is finished first.
+pub async fn consume<H: Handler>(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    cfg: ConsumersConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    let mut failures: u32 = 0;
+    while !shutdown.is_cancelled() {
+        if failures > 0 {
+            // Back off while the broker is away, but wake up at once for shutdown.
+            let pause = Duration::from_millis(200 * u64::from(failures.min(10)));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        let consumer = match topology::ensure_consumer(&js, &spec, &cfg).await {
+            Ok(c) => c,
+            Err(e) => {
+                failures += 1;
+                warn!(durable = spec.durable, error = %e, "cannot create consumer, will retry");
+                continue;
+            }
+        };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(cfg.batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                failures += 1;
+                warn!(durable = spec.durable, error = %e, "cannot pull, will retry");
+                continue;
+            }
+        };
+        debug!(durable = spec.durable, "consuming");
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    failures = 0;
+                    process(&js, &spec, &cfg, handler.as_ref(), message).await;
+                }
+                Some(Err(e)) => {
+                    // Missing heartbeats, a deleted consumer, a reconnect: never end the loop,
+                    // start over with a fresh consumer and pull.
+                    failures += 1;
+                    warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
+                    break;
+                }
+                None => {
+                    failures += 1;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn process<H: Handler>(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    cfg: &ConsumersConfig,
+    handler: &H,
+    message: Message,
+) {
+    let (delivered, stream_sequence) = message
+        .info()
+        .map(|i| (i.delivered, i.stream_sequence))
+        .unwrap_or((1, 0));
+    let event = match Envelope::decode(&message.payload) {
+        Ok(event) => event,
+        Err(e) => {
+            dead_letter(js, spec, &message, stream_sequence, &e.to_string()).await;
+            return;
+        }
+    };
+    let span = info_span!("handle", durable = spec.durable, order_id = %event.order_id,
+        event = event.event.type_name(), delivered);
+    let outcome = handler.handle(event).instrument(span.clone()).await;
+    let _entered = span.enter();
+    match outcome {
+        Ok(()) => {
+            if let Err(e) = message.ack().await {
+                // The effect is durable; a lost ack only means a redelivery, which is idempotent.
+                warn!(error = %e, "ack failed");
+            }
+        }
+        Err(HandleError::Transient(e)) if delivered < cfg.max_deliver => {
+            let delay = cfg.nak_delay(delivered);
+            warn!(error = %format!("{e:#}"), ?delay, "transient failure, will retry");
+            if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                warn!(error = %e, "nak failed; ack wait will redeliver");
+            }
+        }
+        Err(e) => {
+            dead_letter(js, spec, &message, stream_sequence, &e.to_string()).await;
+        }
+    }
+}
+
+/// Parks `message` on `dlq.<service>.<subject>` with headers saying why, then terminates it.
+/// If the DLQ itself cannot be written, the message is NAKed instead: it is never dropped.
+async fn dead_letter(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    message: &Message,
+    stream_sequence: u64,
+    error: &str,
+) {
+    error!(durable = spec.durable, subject = %message.subject, error, "giving up on message, sending it to the DLQ");
+    let mut headers = message.headers.clone().unwrap_or_default();
+    // A single-line error keeps the header valid.
+    let error_line: String = error
+        .replace(['\r', '\n'], " ")
+        .chars()
+        .take(1024)
+        .collect();
+    headers.insert(HEADER_DLQ_SERVICE, spec.service);
+    headers.insert(HEADER_DLQ_ERROR, error_line.as_str());
+    headers.insert(HEADER_DLQ_STREAM, spec.stream);
+    headers.insert(HEADER_DLQ_SUBJECT, message.subject.as_str());
+    headers.insert(HEADER_DLQ_SEQUENCE, stream_sequence.to_string().as_str());
+    let subject = topology::dlq_subject(spec.service, &message.subject);
+    let id = format!("{}.{}.{stream_sequence}", spec.durable, spec.stream);
+    let published = match js
+        .send_publish(
+            subject,
+            Publish::build()
+                .payload(message.payload.clone())
+                .headers(headers)
+                .message_id(id),
+        )
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let kind = match published {
+        Ok(()) => AckKind::Term,
+        Err(e) => {
+            warn!(error = %e, "DLQ publish failed, message stays pending");
+            AckKind::Nak(Some(DLQ_RETRY_DELAY))
+        }
+    };
+    if let Err(e) = message.ack_with(kind).await {
+        warn!(error = %e, "term/nak failed");
+    }
+}

@@ -1,0 +1,103 @@
+//! SQL connection pools (sqlx `Any`, so one code path serves SQLite and, later, PostgreSQL).
+//!
+//! SQLite runs in WAL mode with a busy timeout, and `synchronous=FULL` so that a committed
+//! transaction survives a power cut before we ack the message that caused it.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+/// Opens a pool on `url`, creating the SQLite file (and its folder) if needed.
+pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
+    install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    if sqlite
+        && let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(&dir).map_err(sqlx::Error::Io)?;
+    }
+    AnyPoolOptions::new()
+        // SQLite has one writer at a time; a few connections serve concurrent reads.
+        .max_connections(if sqlite { 4 } else { 10 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if sqlite {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes fails at once
+/// with "database is locked" when another writer got in between, instead of waiting its turn.
+pub async fn begin_write(
+    pool: &AnyPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    if is_sqlite(pool) {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
+}
+
+pub fn is_sqlite(pool: &AnyPool) -> bool {
+    pool.connect_options()
+        .database_url
+        .scheme()
+        .starts_with("sqlite")
+}
+
+/// The file behind a `sqlite://path?opts` URL.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// Current time as Unix microseconds, the portable way timestamps are stored.
+pub fn now_micros() -> i64 {
+    to_micros(time::OffsetDateTime::now_utc())
+}
+
+pub fn to_micros(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+pub fn from_micros(micros: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://data/x.db?mode=rwc"),
+            Some("data/x.db".into())
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        let t = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        assert_eq!(from_micros(to_micros(t)), t);
+    }
+}

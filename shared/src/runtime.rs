@@ -1,0 +1,138 @@
+//! What every service does around its own logic: connect to NATS, keep the topology in place,
+//! answer health probes, and shut down in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use warp::Filter;
+use warp::http::StatusCode;
+
+use crate::bus;
+use crate::config::Config;
+use crate::topology;
+
+/// A service's connection to the bus, shared by its tasks.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    topology_ready: Arc<AtomicBool>,
+}
+
+impl Bus {
+    /// Connects (retrying in the background while NATS is away) and starts a task that creates
+    /// the topology as soon as NATS answers. Consumers retry on their own until it exists.
+    pub async fn start(
+        config: &Config,
+        name: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Bus, bus::BusError> {
+        let client = bus::connect(&config.nats, name).await?;
+        let js = bus::jetstream(client.clone(), &config.nats);
+        let bus = Bus {
+            client,
+            js,
+            topology_ready: Arc::default(),
+        };
+        let (task_bus, streams, shutdown) = (bus.clone(), config.streams.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            loop {
+                match topology::ensure(&task_bus.js, &streams).await {
+                    Ok(()) => {
+                        task_bus.topology_ready.store(true, Ordering::Release);
+                        info!("topology in place");
+                        return;
+                    }
+                    Err(e) => warn!(error = %e, "topology not ready yet"),
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
+        Ok(bus)
+    }
+
+    /// Ready: connected to NATS and the topology is in place.
+    pub fn is_ready(&self) -> bool {
+        self.client.connection_state() == State::Connected
+            && self.topology_ready.load(Ordering::Acquire)
+    }
+
+    /// Waits until [`Bus::is_ready`], or until `shutdown`.
+    pub async fn wait_ready(&self, shutdown: &CancellationToken) {
+        while !self.is_ready() && !shutdown.is_cancelled() {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+}
+
+/// `GET /healthz` (alive) and `GET /readyz` (connected, topology present) for `bus`.
+pub fn health_routes(
+    bus: Bus,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
+    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
+        let (status, code) = if bus.is_ready() {
+            ("ready", StatusCode::OK)
+        } else {
+            ("not ready", StatusCode::SERVICE_UNAVAILABLE)
+        };
+        warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({"status": status})),
+            code,
+        )
+    });
+    healthz.or(readyz)
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then lets requests in flight finish.
+pub async fn serve_http<F>(listener: TcpListener, routes: F, shutdown: CancellationToken)
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown.cancelled_owned())
+        .run()
+        .await;
+}
+
+/// Resolves on Ctrl-C or SIGTERM: what `main` passes to `run` as its shutdown.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler cannot fail on unix");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("shutting down");
+        trigger.cancel();
+    });
+    token
+}
