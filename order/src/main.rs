@@ -1,0 +1,11 @@
+//! `oms-order`: load config, start logging, bind the health port, run.
+
+use oms_shared::{Config, runtime, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::load()?;
+    telemetry::init(&config.log);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.order.http_port)).await?;
+    oms_order::run(config, listener, runtime::shutdown_on_signals()).await
+}

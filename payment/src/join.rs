@@ -1,0 +1,189 @@
+//! The payment decision, as pure functions: fold verdicts into the join state, then decide.
+
+use oms_shared::{Money, OrderSnapshot};
+use serde::{Deserialize, Serialize};
+
+/// The customer check's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CustomerVerdict {
+    Validated { credit_limit: Money },
+    Rejected,
+}
+
+/// The stock check's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InventoryVerdict {
+    Reserved,
+    Rejected,
+}
+
+/// One verdict as it arrives from a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Customer(CustomerVerdict),
+    Inventory(InventoryVerdict),
+}
+
+/// What payment did about the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Charged { charge_id: String, amount: Money },
+    Declined { detail: String },
+}
+
+/// Everything payment knows of one order, kept in KV `payment-join`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    pub order: Option<OrderSnapshot>,
+    pub customer: Option<CustomerVerdict>,
+    pub inventory: Option<InventoryVerdict>,
+    pub outcome: Option<Outcome>,
+}
+
+/// Adds a verdict. The first verdict of each side stands: a redelivery changes nothing.
+pub fn merge(mut join: Join, verdict: Verdict, order: &OrderSnapshot) -> Join {
+    if join.order.is_none() {
+        join.order = Some(order.clone());
+    }
+    match verdict {
+        Verdict::Customer(v) => {
+            join.customer.get_or_insert(v);
+        }
+        Verdict::Inventory(v) => {
+            join.inventory.get_or_insert(v);
+        }
+    }
+    join
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A verdict is still missing.
+    Wait,
+    /// A check failed: charge nothing; the order service rejects the order on that verdict.
+    NoCharge,
+    /// Both passed and the amount is within the credit limit.
+    Charge { amount: Money },
+    /// Both passed but the amount is above the credit limit (per order, not cumulative).
+    Decline { detail: String },
+}
+
+pub fn decide(join: &Join) -> Decision {
+    let (Some(customer), Some(inventory), Some(order)) =
+        (&join.customer, &join.inventory, &join.order)
+    else {
+        return Decision::Wait;
+    };
+    match (customer, inventory) {
+        (CustomerVerdict::Validated { credit_limit }, InventoryVerdict::Reserved) => {
+            if order.total_amount > *credit_limit {
+                Decision::Decline {
+                    detail: format!(
+                        "amount {} is above the credit limit {}",
+                        order.total_amount, credit_limit
+                    ),
+                }
+            } else {
+                Decision::Charge {
+                    amount: order.total_amount,
+                }
+            }
+        }
+        _ => Decision::NoCharge,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oms_shared::Item;
+
+    fn order(cents: i64) -> OrderSnapshot {
+        OrderSnapshot {
+            customer_id: "c".into(),
+            items: vec![Item {
+                product_id: "item1".into(),
+                quantity: 1,
+            }],
+            total_amount: Money::from_cents(cents),
+            placed_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn validated(limit: i64) -> Verdict {
+        Verdict::Customer(CustomerVerdict::Validated {
+            credit_limit: Money::from_cents(limit),
+        })
+    }
+
+    #[test]
+    fn waits_for_both_verdicts_in_either_order() {
+        let o = order(100);
+        let a = merge(Join::default(), validated(1_000), &o);
+        assert_eq!(decide(&a), Decision::Wait);
+        let ab = merge(a, Verdict::Inventory(InventoryVerdict::Reserved), &o);
+        let b = merge(
+            Join::default(),
+            Verdict::Inventory(InventoryVerdict::Reserved),
+            &o,
+        );
+        assert_eq!(decide(&b), Decision::Wait);
+        let ba = merge(b, validated(1_000), &o);
+        assert_eq!(ab, ba, "arrival order does not matter");
+        assert_eq!(
+            decide(&ab),
+            Decision::Charge {
+                amount: Money::from_cents(100)
+            }
+        );
+    }
+
+    #[test]
+    fn redelivery_changes_nothing() {
+        let o = order(100);
+        let once = merge(Join::default(), validated(1_000), &o);
+        let twice = merge(once.clone(), validated(5), &o);
+        assert_eq!(once, twice, "the first verdict stands");
+    }
+
+    #[test]
+    fn above_the_limit_is_declined_and_at_the_limit_is_charged() {
+        let over = order(10_001);
+        let join = merge(
+            merge(Join::default(), validated(10_000), &over),
+            Verdict::Inventory(InventoryVerdict::Reserved),
+            &over,
+        );
+        assert!(matches!(decide(&join), Decision::Decline { .. }));
+        let exact = order(10_000);
+        let join = merge(
+            merge(Join::default(), validated(10_000), &exact),
+            Verdict::Inventory(InventoryVerdict::Reserved),
+            &exact,
+        );
+        assert!(matches!(decide(&join), Decision::Charge { .. }));
+    }
+
+    #[test]
+    fn any_rejection_means_no_charge() {
+        let o = order(100);
+        for (c, i) in [
+            (
+                validated(1_000),
+                Verdict::Inventory(InventoryVerdict::Rejected),
+            ),
+            (
+                Verdict::Customer(CustomerVerdict::Rejected),
+                Verdict::Inventory(InventoryVerdict::Reserved),
+            ),
+            (
+                Verdict::Customer(CustomerVerdict::Rejected),
+                Verdict::Inventory(InventoryVerdict::Rejected),
+            ),
+        ] {
+            let join = merge(merge(Join::default(), c, &o), i, &o);
+            assert_eq!(decide(&join), Decision::NoCharge);
+        }
+    }
+}
