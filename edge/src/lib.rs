@@ -1,0 +1,303 @@
+//! The edge: the HTTP API of the OMS (warp, port 8090).
+//!
+//! `POST /orders` checks the body, publishes `orders.placed` and answers 202 only after
+//! JetStream's PubAck, with the order id and its `Location`. Reads go to the owning service over
+//! the NATS service API; a just-placed order that the order service has not projected yet is
+//! read back from the ORDERS stream, so a 202 is never followed by a 404.
+
+pub mod place;
+pub mod problem;
+
+use std::collections::HashMap;
+
+use async_nats::connection::State;
+use async_nats::jetstream;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use oms_shared::api::{
+    self, CustomerView, GetCustomer, GetOrder, GetProduct, ListOrders, OrderPage, OrderStatus,
+    OrderView, ProductView,
+};
+use oms_shared::runtime::{self, Bus};
+use oms_shared::topology::{self, api as endpoints};
+use oms_shared::{Config, Envelope, Event, OrderSnapshot, bus};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::place::MAX_BODY;
+use crate::problem::Problem;
+
+pub const SERVICE: &str = "edge";
+
+/// Runs the HTTP API on `listener` until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let bus = Bus::start(&config, SERVICE, &shutdown).await?;
+    info!(addr = %listener.local_addr()?, "edge listening");
+    runtime::serve_http(listener, routes(bus), shutdown).await;
+    Ok(())
+}
+
+/// Every route of the API, with rejections turned into problem+json.
+pub fn routes(
+    bus: Bus,
+) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    let with_bus = {
+        let bus = bus.clone();
+        warp::any().map(move || bus.clone())
+    };
+    let place = warp::path!("orders")
+        .and(warp::post())
+        .and(json_content_type())
+        .and(limited_body())
+        .and(with_bus.clone())
+        .and_then(place_order);
+    let get_order = warp::path!("orders" / String)
+        .and(warp::get())
+        .and(with_bus.clone())
+        .and_then(get_order);
+    let list_orders = warp::path!("orders")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_bus.clone())
+        .and_then(list_orders);
+    let get_customer = warp::path!("customers" / String)
+        .and(warp::get())
+        .and(with_bus.clone())
+        .and_then(get_customer);
+    let get_product = warp::path!("products" / String)
+        .and(warp::get())
+        .and(with_bus)
+        .and_then(get_product);
+    place
+        .or(get_order)
+        .or(list_orders)
+        .or(get_customer)
+        .or(get_product)
+        .or(runtime::health_routes(bus))
+        .recover(problem::recover)
+}
+
+/// 415 unless the body is declared as JSON (`application/json` or `application/*+json`).
+fn json_content_type() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and_then(|value: Option<String>| async move {
+            let essence = value
+                .as_deref()
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_ascii_lowercase());
+            match essence.as_deref() {
+                Some("application/json") => Ok(()),
+                Some(t) if t.starts_with("application/") && t.ends_with("+json") => Ok(()),
+                _ => Err(warp::reject::custom(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "send the body as Content-Type: application/json",
+                ))),
+            }
+        })
+        .untuple_one()
+}
+
+/// The body, up to 64 KiB: 413 beyond, whether it declares a length or comes chunked.
+fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(|length: Option<u64>, body| async move {
+            if length.is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(warp::reject::custom(too_large()));
+            }
+            collect(body).await.map_err(warp::reject::custom)
+        })
+}
+
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        format!("the body is larger than {} KiB", MAX_BODY / 1024),
+    )
+}
+
+async fn collect<S, B>(body: S) -> Result<Bytes, Problem>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut out = BytesMut::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if out.len() + chunk.remaining() > MAX_BODY {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Accepted {
+    order_id: Uuid,
+    status: OrderStatus,
+}
+
+async fn place_order(body: Bytes, bus: Bus) -> Result<impl Reply, Rejection> {
+    let order = place::parse(&body)?;
+    // Refuse at once while disconnected: a publish queued in the client could land after we
+    // answered 503, and the order would be half-accepted.
+    if bus.client.connection_state() != State::Connected {
+        return Err(unavailable().into());
+    }
+    let order_id = Uuid::now_v7();
+    let event = Envelope::new(
+        order_id,
+        Event::OrderPlaced(OrderSnapshot {
+            customer_id: order.customer_id,
+            items: order.items,
+            total_amount: order.total_amount,
+            placed_at: time::OffsetDateTime::now_utc(),
+        }),
+    );
+    if let Err(e) = bus::publish(&bus.js, &event).await {
+        warn!(%order_id, error = %e, "order not accepted");
+        return Err(unavailable().into());
+    }
+    info!(%order_id, "order accepted");
+    let reply = warp::reply::json(&Accepted {
+        order_id,
+        status: OrderStatus::Pending,
+    });
+    let reply = warp::reply::with_header(reply, "location", format!("/orders/{order_id}"));
+    Ok(warp::reply::with_status(reply, StatusCode::ACCEPTED))
+}
+
+fn unavailable() -> Problem {
+    Problem::unavailable("the order bus is unreachable; nothing was accepted, please retry")
+}
+
+async fn get_order(id: String, bus: Bus) -> Result<impl Reply, Rejection> {
+    let not_found = || Problem::not_found(format!("order {id} does not exist"));
+    let order_id: Uuid = id.parse().map_err(|_| not_found())?;
+    match api::call::<_, OrderView>(&bus.client, endpoints::ORDERS_GET, &GetOrder { order_id })
+        .await
+    {
+        Ok(order) => Ok(warp::reply::json(&order)),
+        Err(api::ApiError::NotFound(_)) => {
+            // Accepted but not projected yet: the stream has it.
+            let order = placed_order(&bus.js, order_id)
+                .await?
+                .ok_or_else(not_found)?;
+            Ok(warp::reply::json(&order))
+        }
+        Err(e) => Err(Problem::from(e).into()),
+    }
+}
+
+/// The order as `orders.placed` holds it, PENDING, if it was ever accepted.
+async fn placed_order(
+    js: &jetstream::Context,
+    order_id: Uuid,
+) -> Result<Option<OrderView>, Problem> {
+    use async_nats::jetstream::stream::DirectGetErrorKind;
+    let stream = js
+        .get_stream_no_info(topology::ORDERS)
+        .await
+        .map_err(|e| Problem::unavailable(format!("cannot read the order stream: {e}")))?;
+    let message = match stream
+        .direct_get_last_for_subject(topology::order_placed_subject(order_id))
+        .await
+    {
+        Ok(m) => m,
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Problem::unavailable(format!(
+                "cannot read the order stream: {e}"
+            )));
+        }
+    };
+    let envelope = Envelope::decode(&message.payload)
+        .map_err(|e| Problem::unavailable(format!("unreadable order event: {e}")))?;
+    let Event::OrderPlaced(order) = envelope.event else {
+        return Ok(None);
+    };
+    Ok(Some(OrderView {
+        order_id,
+        customer_id: order.customer_id,
+        items: order.items,
+        total_amount: order.total_amount,
+        status: OrderStatus::Pending,
+        reason: None,
+        created_at: order.placed_at,
+        updated_at: order.placed_at,
+    }))
+}
+
+async fn list_orders(query: HashMap<String, String>, bus: Bus) -> Result<impl Reply, Rejection> {
+    let status = match query.get("status") {
+        None => None,
+        Some(s) => Some(
+            OrderStatus::parse(s)
+                .ok_or_else(|| Problem::invalid("status must be PENDING, CONFIRMED or REJECTED"))?,
+        ),
+    };
+    let limit = match query.get("limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| Problem::invalid("limit must be a whole number"))?
+            .clamp(1, 500) as u32,
+    };
+    let request = ListOrders {
+        customer_id: query.get("customerId").cloned(),
+        status,
+        limit,
+        after: query.get("after").cloned(),
+    };
+    let page: OrderPage = api::call(&bus.client, endpoints::ORDERS_LIST, &request)
+        .await
+        .map_err(Problem::from)?;
+    Ok(warp::reply::json(&page))
+}
+
+async fn get_customer(id: String, bus: Bus) -> Result<impl Reply, Rejection> {
+    let customer: CustomerView = api::call(
+        &bus.client,
+        endpoints::CUSTOMERS_GET,
+        &GetCustomer { customer_id: id },
+    )
+    .await
+    .map_err(Problem::from)?;
+    Ok(warp::reply::json(&customer))
+}
+
+async fn get_product(id: String, bus: Bus) -> Result<impl Reply, Rejection> {
+    let product: ProductView = api::call(
+        &bus.client,
+        endpoints::PRODUCTS_GET,
+        &GetProduct { product_id: id },
+    )
+    .await
+    .map_err(Problem::from)?;
+    Ok(warp::reply::json(&product))
+}
