@@ -1,0 +1,266 @@
+//! A whole OMS for tests: a real nats-server on a free port, the five services in this process
+//! (each through its own `run`, on its own SQLite files in a temporary folder) and an HTTP
+//! client for the edge. Services can be started late and stopped, nats-server killed and
+//! restarted.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use oms_shared::testing::{NatsServer, eventually};
+use oms_shared::{Config, topology};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use oms_shared::testing;
+
+/// The services, by the name their config section has.
+pub const SERVICES: [&str; 5] = ["edge", "customer", "inventory", "payment", "order"];
+
+/// Generous: CI machines are slow and shared, and nothing here sleeps for a fixed time.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Stack {
+    pub nats: NatsServer,
+    pub config: Config,
+    pub http: reqwest::Client,
+    edge_url: Option<String>,
+    running: HashMap<&'static str, (CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    _dir: TempDir,
+}
+
+impl Stack {
+    /// All five services.
+    pub async fn start() -> Stack {
+        Self::start_with(&SERVICES).await
+    }
+
+    /// Only the named services; start the others later with [`Stack::start_service`].
+    pub async fn start_with(services: &[&'static str]) -> Stack {
+        oms_shared::telemetry::init("warn");
+        let nats = NatsServer::start();
+        let dir = tempfile::tempdir().expect("creating a temporary folder");
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.nats.url = nats.url();
+        // Quick retries keep tests short; the schedule itself is tested in shared.
+        config.consumers.backoff = vec![Duration::from_millis(100), Duration::from_millis(500)];
+        let mut stack = Stack {
+            nats,
+            config,
+            http: reqwest::Client::new(),
+            edge_url: None,
+            running: HashMap::new(),
+            _dir: dir,
+        };
+        for service in services {
+            stack.start_service(service).await;
+        }
+        stack
+    }
+
+    /// Starts one service and waits until its `/readyz` answers 200.
+    pub async fn start_service(&mut self, name: &'static str) {
+        assert!(!self.running.contains_key(name), "{name} already runs");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let (config, token) = (self.config.clone(), CancellationToken::new());
+        let shutdown = token.clone();
+        let task = match name {
+            "edge" => spawn(oms_edge::run(config, listener, shutdown)),
+            "customer" => spawn(oms_customer::run(config, listener, shutdown)),
+            "inventory" => spawn(oms_inventory::run(config, listener, shutdown)),
+            "payment" => spawn(oms_payment::run(config, listener, shutdown)),
+            "order" => spawn(oms_order::run(config, listener, shutdown)),
+            other => panic!("no service {other}"),
+        };
+        self.running.insert(name, (token, task));
+        let http = self.http.clone();
+        let ready = format!("{url}/readyz");
+        eventually(DEADLINE, &format!("{name} to be ready"), || {
+            let (http, ready) = (http.clone(), ready.clone());
+            async move {
+                let r = http.get(&ready).send().await.ok()?;
+                r.status().is_success().then_some(())
+            }
+        })
+        .await;
+        if name == "edge" {
+            self.edge_url = Some(url);
+        }
+    }
+
+    /// Stops one service gracefully and waits for it to finish.
+    pub async fn stop_service(&mut self, name: &str) {
+        let (token, task) = self.running.remove(name).expect("service runs");
+        token.cancel();
+        tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("service stops in time")
+            .expect("service task does not panic")
+            .expect("service ends without error");
+    }
+
+    pub fn edge(&self) -> &str {
+        self.edge_url.as_deref().expect("the edge runs")
+    }
+
+    pub async fn jetstream(&self) -> jetstream::Context {
+        let client = async_nats::connect(self.nats.url())
+            .await
+            .expect("connecting to the test nats-server");
+        jetstream::new(client)
+    }
+
+    /// `POST /orders` with a JSON body; returns the status and the parsed answer.
+    pub async fn place(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/orders", self.edge()))
+            .json(body)
+            .send()
+            .await
+            .expect("edge answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Places an order that must be accepted; returns its id.
+    pub async fn place_ok(&self, body: &Value) -> String {
+        let (status, answer) = self.place(body).await;
+        assert_eq!(status, 202, "order accepted: {answer}");
+        answer["orderId"].as_str().expect("an order id").to_string()
+    }
+
+    /// `GET path` on the edge: status and body text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.edge()))
+            .send()
+            .await
+            .expect("edge answers");
+        (r.status().as_u16(), r.text().await.expect("a body"))
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// Waits until the order is CONFIRMED or REJECTED; returns it.
+    pub async fn terminal(&self, order_id: &str) -> Value {
+        let path = format!("/orders/{order_id}");
+        eventually(DEADLINE, &format!("order {order_id} to end"), || {
+            let path = path.clone();
+            async move {
+                let (status, body) = self.get(&path).await;
+                assert_eq!(status, 200, "an accepted order is always readable: {body}");
+                let order: Value = serde_json::from_str(&body).ok()?;
+                (order["status"] != "PENDING").then_some(order)
+            }
+        })
+        .await
+    }
+
+    pub async fn available(&self, product: &str) -> i64 {
+        self.get_json(&format!("/products/{product}")).await["available"]
+            .as_i64()
+            .expect("available is a number")
+    }
+
+    /// Waits until `product` has `expected` available.
+    pub async fn expect_available(&self, product: &str, expected: i64) {
+        eventually(
+            DEADLINE,
+            &format!("{product} to have {expected}"),
+            || async move { (self.available(product).await == expected).then_some(()) },
+        )
+        .await
+    }
+
+    /// Waits until a durable consumer has nothing pending or unacked: its service is idle.
+    pub async fn drained(&self, stream: &str, durable: &str) {
+        let js = self.jetstream().await;
+        eventually(DEADLINE, &format!("{durable} to drain"), || {
+            let js = js.clone();
+            async move {
+                let mut consumer: jetstream::consumer::PullConsumer =
+                    js.get_consumer_from_stream(durable, stream).await.ok()?;
+                let info = consumer.info().await.ok()?;
+                (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+            }
+        })
+        .await
+    }
+
+    /// Waits until `subject` holds a message in `stream`; returns its JSON and headers.
+    pub async fn event(&self, stream: &str, subject: &str) -> (Value, async_nats::HeaderMap) {
+        let js = self.jetstream().await;
+        eventually(DEADLINE, &format!("an event on {subject}"), || {
+            let js = js.clone();
+            async move {
+                let s = js.get_stream(stream).await.ok()?;
+                let m = s.get_last_raw_message_by_subject(subject).await.ok()?;
+                Some((serde_json::from_slice(&m.payload).ok()?, m.headers))
+            }
+        })
+        .await
+    }
+
+    /// Number of messages on `subject` (wildcards allowed) in `stream`.
+    pub async fn count(&self, stream: &str, subject: &str) -> u64 {
+        let js = self.jetstream().await;
+        let s = js.get_stream(stream).await.expect("stream exists");
+        let info = s.info_with_subjects(subject).await.expect("stream info");
+        let mut total = 0;
+        let mut subjects = info;
+        use futures::TryStreamExt;
+        while let Some((_, n)) = subjects.try_next().await.expect("subjects") {
+            total += n as u64;
+        }
+        total
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (token, task) in self.running.values() {
+            token.cancel();
+            task.abort();
+        }
+    }
+}
+
+fn spawn<F>(run: F) -> JoinHandle<anyhow::Result<()>>
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    tokio::spawn(run)
+}
+
+/// The original system's example body.
+pub fn original_body() -> Value {
+    json!({"customerId": "OMS-Cust-001", "totalAmount": 2599.99, "productIds": ["item1", "item2"]})
+}
+
+/// A body in the `items` form.
+pub fn items_body(customer: &str, amount: Value, items: &[(&str, u32)]) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(p, q)| json!({"productId": p, "quantity": q}))
+        .collect();
+    json!({"customerId": customer, "totalAmount": amount, "items": items})
+}
+
+/// All names a topology check looks for, re-exported for tests.
+pub use topology::{CUSTOMERS, INVENTORY, ORDERS, PAYMENTS};

@@ -1,0 +1,288 @@
+//! The order flow end to end: a real nats-server, the five services, HTTP in and out.
+
+use oms_e2e::{CUSTOMERS, INVENTORY, ORDERS, PAYMENTS, Stack, items_body, original_body};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_original_order_is_confirmed_with_its_exact_amount() {
+    let stack = Stack::start().await;
+    let r = stack
+        .http
+        .post(format!("{}/orders", stack.edge()))
+        .header("content-type", "application/json")
+        .body(
+            r#"{"customerId":"OMS-Cust-001","totalAmount":2599.99,"productIds":["item1","item2"]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let accepted: serde_json::Value = r.json().await.unwrap();
+    let id = accepted["orderId"].as_str().unwrap();
+    assert_eq!(accepted["status"], "PENDING");
+    assert_eq!(location, format!("/orders/{id}"));
+
+    let order = stack.terminal(id).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    assert!(order.get("reason").is_none());
+    assert_eq!(order["customerId"], "OMS-Cust-001");
+    assert_eq!(
+        order["items"],
+        json!([{"productId": "item1", "quantity": 1}, {"productId": "item2", "quantity": 1}])
+    );
+    // The exact decimal text, not 2599.9899999.
+    let (_, text) = stack.get(&location).await;
+    assert!(text.contains(r#""totalAmount":2599.99,"#), "{text}");
+    assert!(order["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    assert_eq!(stack.available("item1").await, 999);
+    assert_eq!(stack.available("item2").await, 999);
+
+    // Every step left readable JSON on its stream, keyed for dedupe by subject.
+    for (stream, subject, kind) in [
+        (ORDERS, format!("orders.placed.{id}"), "OrderPlaced"),
+        (
+            CUSTOMERS,
+            format!("customers.validated.{id}"),
+            "CustomerValidated",
+        ),
+        (
+            INVENTORY,
+            format!("inventory.reserved.{id}"),
+            "InventoryReserved",
+        ),
+        (
+            PAYMENTS,
+            format!("payments.processed.{id}"),
+            "PaymentProcessed",
+        ),
+        (ORDERS, format!("orders.confirmed.{id}"), "OrderConfirmed"),
+    ] {
+        let (event, headers) = stack.event(stream, &subject).await;
+        assert_eq!(event["type"], kind);
+        assert_eq!(event["orderId"], id);
+        assert_eq!(event["version"], 1);
+        let headers = headers;
+        assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), subject);
+        assert_eq!(headers.get("Oms-Event-Type").unwrap().as_str(), kind);
+        let trace = headers.get("traceparent").unwrap().as_str().to_string();
+        assert_eq!(&trace[3..35], id.replace('-', ""), "one trace per order");
+    }
+    // The ledger charged it once, with the exact amount.
+    let js = stack.jetstream().await;
+    let ledger = js.get_key_value("payment-ledger").await.unwrap();
+    let charge: serde_json::Value =
+        serde_json::from_slice(&ledger.get(id).await.unwrap().unwrap()).unwrap();
+    assert_eq!(charge["amount"].to_string(), "2599.99");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_rejection_reason_end_to_end() {
+    let stack = Stack::start().await;
+    let cases = [
+        (
+            items_body("OMS-Cust-404", json!(10), &[("item1", 1)]),
+            "CUSTOMER_UNKNOWN",
+        ),
+        (
+            items_body("OMS-Cust-003", json!(10), &[("item1", 1)]),
+            "CUSTOMER_BLOCKED",
+        ),
+        (
+            items_body(
+                "OMS-Cust-001",
+                json!(10),
+                &[("item1", 1), ("no-such-item", 1)],
+            ),
+            "UNKNOWN_PRODUCT",
+        ),
+        (
+            items_body("OMS-Cust-001", json!(10), &[("item5", 1)]),
+            "OUT_OF_STOCK",
+        ),
+        (
+            items_body("OMS-Cust-002", json!(100.01), &[("item1", 1)]),
+            "PAYMENT_DECLINED",
+        ),
+    ];
+    let mut placed = Vec::new();
+    for (body, reason) in &cases {
+        placed.push((stack.place_ok(body).await, *reason));
+    }
+    for (id, reason) in placed {
+        let order = stack.terminal(&id).await;
+        assert_eq!(order["status"], "REJECTED", "{order}");
+        assert_eq!(order["reason"], reason, "{order}");
+        let (event, _) = stack.event(ORDERS, &format!("orders.rejected.{id}")).await;
+        assert_eq!(event["data"]["reason"], reason);
+    }
+    // At the limit is fine: 100.00 for a 100.00 credit limit.
+    let id = stack
+        .place_ok(&items_body("OMS-Cust-002", json!(100.00), &[("item3", 1)]))
+        .await;
+    assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
+    // Blocked customer and declined payment had reserved item1: both were given back.
+    stack.expect_available("item1", 1000).await;
+    assert_eq!(stack.available("item3").await, 999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn out_of_stock_takes_nothing_from_any_product() {
+    let stack = Stack::start().await;
+    let id = stack
+        .place_ok(&items_body(
+            "OMS-Cust-001",
+            json!(50),
+            &[("item1", 3), ("item2", 2), ("item4", 6)],
+        ))
+        .await;
+    let order = stack.terminal(&id).await;
+    assert_eq!(order["reason"], "OUT_OF_STOCK");
+    stack.drained(ORDERS, "inventory").await;
+    for (product, stock) in [("item1", 1000), ("item2", 1000), ("item4", 5)] {
+        assert_eq!(stack.available(product).await, stock, "{product}");
+    }
+    // A repeated product id adds up: 3 + 3 of item4 is more than its 5.
+    let id = stack
+        .place_ok(&json!({"customerId": "OMS-Cust-001", "totalAmount": 5,
+            "items": [{"productId": "item4", "quantity": 3}, {"productId": "item4", "quantity": 3}]}))
+        .await;
+    assert_eq!(stack.terminal(&id).await["reason"], "OUT_OF_STOCK");
+    assert_eq!(stack.available("item4").await, 5);
+    // Exactly the stock is fine, and leaves zero.
+    let id = stack
+        .place_ok(&items_body("OMS-Cust-001", json!(5), &[("item4", 5)]))
+        .await;
+    assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
+    assert_eq!(stack.available("item4").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declined_payment_gives_the_stock_back_and_charges_nothing() {
+    let stack = Stack::start().await;
+    let id = stack
+        .place_ok(&items_body("OMS-Cust-002", json!(250), &[("item4", 2)]))
+        .await;
+    let order = stack.terminal(&id).await;
+    assert_eq!(order["status"], "REJECTED");
+    assert_eq!(order["reason"], "PAYMENT_DECLINED");
+    let (released, _) = stack
+        .event(INVENTORY, &format!("inventory.released.{id}"))
+        .await;
+    assert_eq!(released["type"], "InventoryReleased");
+    stack.expect_available("item4", 5).await;
+    let js = stack.jetstream().await;
+    let ledger = js.get_key_value("payment-ledger").await.unwrap();
+    assert!(ledger.get(&id).await.unwrap().is_none(), "no charge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verdicts_join_whichever_comes_first() {
+    // Inventory's verdict first: customer starts only once it is on the stream.
+    let mut stack = Stack::start_with(&["edge", "inventory", "payment", "order"]).await;
+    let first = stack.place_ok(&original_body()).await;
+    stack
+        .event(INVENTORY, &format!("inventory.reserved.{first}"))
+        .await;
+    stack.drained(INVENTORY, "payment-inventory").await;
+    stack.start_service("customer").await;
+    assert_eq!(stack.terminal(&first).await["status"], "CONFIRMED");
+
+    // Customer's verdict first: inventory stops, and starts again once it is on the stream.
+    stack.stop_service("inventory").await;
+    let second = stack.place_ok(&original_body()).await;
+    stack
+        .event(CUSTOMERS, &format!("customers.validated.{second}"))
+        .await;
+    stack.drained(CUSTOMERS, "payment-customers").await;
+    let (status, body) = stack.get(&format!("/orders/{second}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("PENDING"),
+        "waits for the other verdict: {body}"
+    );
+    stack.start_service("inventory").await;
+    assert_eq!(stack.terminal(&second).await["status"], "CONFIRMED");
+    assert_eq!(stack.available("item1").await, 998);
+
+    // Each order charged exactly once.
+    let js = stack.jetstream().await;
+    let ledger = js.get_key_value("payment-ledger").await.unwrap();
+    for id in [&first, &second] {
+        assert!(ledger.get(id).await.unwrap().is_some());
+    }
+    assert_eq!(stack.count(PAYMENTS, "payments.processed.*").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_started_late_processes_what_waited() {
+    let mut stack = Stack::start_with(&["edge"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(stack.place_ok(&original_body()).await);
+    }
+    // Read your writes: accepted orders are readable even with nothing but the edge running...
+    stack.start_service("order").await;
+    for id in &ids {
+        let order = stack.get_json(&format!("/orders/{id}")).await;
+        assert_eq!(order["status"], "PENDING");
+        assert_eq!(order["totalAmount"].to_string(), "2599.99");
+    }
+    // ...and the rest of the saga catches up once its services come.
+    for service in ["payment", "inventory", "customer"] {
+        stack.start_service(service).await;
+    }
+    for id in &ids {
+        assert_eq!(stack.terminal(id).await["status"], "CONFIRMED");
+    }
+    assert_eq!(stack.available("item2").await, 995);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
+    use oms_shared::events::Rejection;
+    use oms_shared::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
+    let stack = Stack::start_with(&["inventory"]).await;
+    let js = stack.jetstream().await;
+    let order_id = uuid::Uuid::now_v7();
+    let order = OrderSnapshot {
+        customer_id: "OMS-Cust-003".into(),
+        items: vec![Item {
+            product_id: "item4".into(),
+            quantity: 2,
+        }],
+        total_amount: Money::from_cents(1_000),
+        placed_at: time::OffsetDateTime::now_utc(),
+    };
+    let rejected = Envelope::new(
+        order_id,
+        Event::OrderRejected(Rejection {
+            order: order.clone(),
+            reason: Reason::CustomerBlocked,
+            detail: "blocked".into(),
+        }),
+    );
+    oms_shared::bus::publish(&js, &rejected).await.unwrap();
+    stack.drained(ORDERS, "inventory").await;
+    let placed = Envelope::new(order_id, Event::OrderPlaced(order));
+    oms_shared::bus::publish(&js, &placed).await.unwrap();
+    stack.drained(ORDERS, "inventory").await;
+    assert_eq!(
+        stack
+            .count(INVENTORY, &format!("inventory.*.{order_id}"))
+            .await,
+        0
+    );
+    // Nothing taken: read the product over the service API (no edge runs here).
+    let product: oms_shared::api::ProductView = oms_shared::api::call(
+        &js.client(),
+        oms_shared::topology::api::PRODUCTS_GET,
+        &oms_shared::api::GetProduct {
+            product_id: "item4".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(product.available, 5);
+}
