@@ -54,7 +54,7 @@ pub async fn run(
     tasks.spawn(bus::consume(
         bus.js.clone(),
         topology::CUSTOMER,
-        config.consumers.clone(),
+        config.clone(),
         handler,
         shutdown.clone(),
     ));

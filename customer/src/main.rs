@@ -1,11 +1,6 @@
-//! `oms-customer`: load config, start logging, bind the health port, run.
-
-use oms_shared::{Config, runtime, telemetry};
+//! `oms-customer`: config, logging, the health port, then [`oms_customer::run`] until Ctrl-C or SIGTERM.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::load()?;
-    telemetry::init(&config.log);
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.customer.http_port)).await?;
-    oms_customer::run(config, listener, runtime::shutdown_on_signals()).await
+    oms_shared::runtime::main(|config| config.customer.http_port, oms_customer::run).await
 }

@@ -58,7 +58,7 @@ pub async fn run(
     tasks.spawn(bus::consume(
         bus.js.clone(),
         topology::INVENTORY_ORDERS,
-        config.consumers.clone(),
+        config.clone(),
         handler,
         shutdown.clone(),
     ));

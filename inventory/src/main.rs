@@ -1,11 +1,6 @@
-//! `oms-inventory`: load config, start logging, bind the health port, run.
-
-use oms_shared::{Config, runtime, telemetry};
+//! `oms-inventory`: config, logging, the health port, then [`oms_inventory::run`] until Ctrl-C or SIGTERM.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::load()?;
-    telemetry::init(&config.log);
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.inventory.http_port)).await?;
-    oms_inventory::run(config, listener, runtime::shutdown_on_signals()).await
+    oms_shared::runtime::main(|config| config.inventory.http_port, oms_inventory::run).await
 }

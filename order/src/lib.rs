@@ -67,7 +67,7 @@ pub async fn run(
         tasks.spawn(bus::consume(
             bus.js.clone(),
             spec,
-            config.consumers.clone(),
+            config.clone(),
             handler.clone(),
             shutdown.clone(),
         ));

@@ -55,7 +55,7 @@ pub async fn run(
             tasks.spawn(bus::consume(
                 bus.js.clone(),
                 spec,
-                config.consumers.clone(),
+                config.clone(),
                 handler.clone(),
                 shutdown.clone(),
             ));

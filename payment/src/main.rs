@@ -1,11 +1,6 @@
-//! `oms-payment`: load config, start logging, bind the health port, run.
-
-use oms_shared::{Config, runtime, telemetry};
+//! `oms-payment`: config, logging, the health port, then [`oms_payment::run`] until Ctrl-C or SIGTERM.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::load()?;
-    telemetry::init(&config.log);
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.payment.http_port)).await?;
-    oms_payment::run(config, listener, runtime::shutdown_on_signals()).await
+    oms_shared::runtime::main(|config| config.payment.http_port, oms_payment::run).await
 }

@@ -16,11 +16,11 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::{self, AckKind, Message};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
-use crate::config::{ConsumersConfig, NatsConfig};
+use crate::config::{Config, ConsumersConfig, NatsConfig};
 use crate::events::Envelope;
 use crate::topology::{self, ConsumerSpec};
 
@@ -90,7 +90,13 @@ pub async fn publish(
             Err(e) => Err(e),
         };
         match result {
-            Ok(ack) => return Ok(ack),
+            Ok(ack) => {
+                if ack.duplicate {
+                    // Stored before (a retry, or a redelivered handler): nothing new to do.
+                    debug!(%subject, "publish was a duplicate");
+                }
+                return Ok(ack);
+            }
             Err(e) if attempt < PUBLISH_ATTEMPTS && retryable(e.kind()) => {
                 warn!(%subject, attempt, error = %e, "publish not acknowledged, retrying");
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
@@ -144,14 +150,16 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
-/// Runs the durable consumer `spec` until `shutdown`: the message in hand is finished first.
+/// Runs the durable consumer `spec` until `shutdown`: the message in hand is finished first, and
+/// messages already fetched but not started are handed back (NAK) for another instance to take.
 pub async fn consume<H: Handler>(
     js: jetstream::Context,
     spec: ConsumerSpec,
-    cfg: ConsumersConfig,
+    config: Config,
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) {
+    let cfg = &config.consumers;
     let mut failures: u32 = 0;
     while !shutdown.is_cancelled() {
         if failures > 0 {
@@ -162,11 +170,15 @@ pub async fn consume<H: Handler>(
                 _ = tokio::time::sleep(pause) => {}
             }
         }
-        let consumer = match topology::ensure_consumer(&js, &spec, &cfg).await {
+        let consumer = match topology::ensure_consumer(&js, &spec, cfg).await {
             Ok(c) => c,
             Err(e) => {
                 failures += 1;
                 warn!(durable = spec.durable, error = %e, "cannot create consumer, will retry");
+                // A broker that lost its store has no streams left: put them back.
+                if let Err(e) = topology::ensure(&js, &config.streams).await {
+                    debug!(error = %e, "topology not restored yet");
+                }
                 continue;
             }
         };
@@ -189,13 +201,16 @@ pub async fn consume<H: Handler>(
         loop {
             let next = tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    hand_back(&mut messages).await;
+                    return;
+                }
                 next = messages.next() => next,
             };
             match next {
                 Some(Ok(message)) => {
                     failures = 0;
-                    process(&js, &spec, &cfg, handler.as_ref(), message).await;
+                    process(&js, &spec, cfg, handler.as_ref(), message).await;
                 }
                 Some(Err(e)) => {
                     // Missing heartbeats, a deleted consumer, a reconnect: never end the loop,
@@ -210,6 +225,14 @@ pub async fn consume<H: Handler>(
                 }
             }
         }
+    }
+}
+
+/// NAKs (without delay) what was fetched but not started, so it is redelivered at once
+/// instead of after the ack wait.
+async fn hand_back(messages: &mut jetstream::consumer::pull::Stream) {
+    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
     }
 }
 

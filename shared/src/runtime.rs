@@ -13,9 +13,11 @@ use tracing::{info, warn};
 use warp::Filter;
 use warp::http::StatusCode;
 
-use crate::bus;
 use crate::config::Config;
-use crate::topology;
+use crate::{bus, telemetry, topology};
+
+/// How long a service may take to finish what it has in hand after SIGTERM or Ctrl-C.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A service's connection to the bus, shared by its tasks.
 #[derive(Clone)]
@@ -111,6 +113,34 @@ where
         .graceful(shutdown.cancelled_owned())
         .run()
         .await;
+}
+
+/// The whole of a service's `main`: load the config, start logging, bind the service's port
+/// (`port` picks it from the config), and `run` until Ctrl-C or SIGTERM. Shutdown is given
+/// [`SHUTDOWN_GRACE`]; what has not finished by then is redelivered after the ack wait.
+pub async fn main<F, Fut>(port: fn(&Config) -> u16, run: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Config, TcpListener, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = Config::load()?;
+    telemetry::init(&config.log);
+    let listener = TcpListener::bind(("0.0.0.0", port(&config))).await?;
+    let shutdown = shutdown_on_signals();
+    let deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+    };
+    tokio::select! {
+        result = run(config, listener, shutdown) => result,
+        _ = deadline => {
+            warn!("shutdown took longer than {SHUTDOWN_GRACE:?}, exiting anyway");
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM: what `main` passes to `run` as its shutdown.
