@@ -5,6 +5,7 @@ pub mod api;
 pub mod bus;
 pub mod config;
 pub mod db;
+pub mod dlq;
 pub mod events;
 pub mod money;
 pub mod runtime;

@@ -1,0 +1,132 @@
+//! Looking at and replaying the dead letters of the DLQ stream.
+//!
+//! A dead letter keeps the original payload and headers plus `Oms-Dlq-*` headers saying which
+//! service gave up, why, and where the message came from. Replaying publishes it again on its
+//! original subject (with a fresh `Nats-Msg-Id`, or the server's duplicate window could drop it
+//! silently) and removes it from the DLQ.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream::DirectGetErrorKind};
+use serde::Serialize;
+
+use crate::bus::{
+    HEADER_DLQ_ERROR, HEADER_DLQ_SEQUENCE, HEADER_DLQ_SERVICE, HEADER_DLQ_STREAM,
+    HEADER_DLQ_SUBJECT,
+};
+use crate::topology::DLQ;
+
+/// One parked message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// Its sequence in the DLQ stream: what `replay` takes.
+    pub sequence: u64,
+    pub service: String,
+    pub error: String,
+    pub stream: String,
+    pub subject: String,
+    pub original_sequence: u64,
+    /// The payload as text (lossy if it is not UTF-8).
+    pub payload: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("no dead letter with sequence {0}")]
+    NotFound(u64),
+    #[error("dead letter {0} does not say where it came from")]
+    NoOrigin(u64),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+fn nats(e: impl std::fmt::Display) -> DlqError {
+    DlqError::Nats(e.to_string())
+}
+
+/// Up to `limit` dead letters, oldest first, from DLQ sequence `from` on.
+pub async fn list(
+    js: &jetstream::Context,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, DlqError> {
+    let stream = js.get_stream_no_info(DLQ).await.map_err(nats)?;
+    let mut letters = Vec::new();
+    let mut next = from.max(1);
+    while letters.len() < limit {
+        match stream
+            .direct_get_next_for_subject("dlq.>", Some(next))
+            .await
+        {
+            Ok(message) => {
+                next = message.sequence + 1;
+                letters.push(describe(
+                    message.sequence,
+                    &message.headers,
+                    &message.payload,
+                ));
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+            Err(e) => return Err(nats(e)),
+        }
+    }
+    Ok(letters)
+}
+
+fn describe(sequence: u64, headers: &HeaderMap, payload: &[u8]) -> DeadLetter {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default()
+    };
+    DeadLetter {
+        sequence,
+        service: get(HEADER_DLQ_SERVICE),
+        error: get(HEADER_DLQ_ERROR),
+        stream: get(HEADER_DLQ_STREAM),
+        subject: get(HEADER_DLQ_SUBJECT),
+        original_sequence: get(HEADER_DLQ_SEQUENCE).parse().unwrap_or(0),
+        payload: String::from_utf8_lossy(payload).into_owned(),
+    }
+}
+
+/// Publishes dead letter `sequence` again on its original subject and removes it from the DLQ.
+/// Returns the original subject.
+pub async fn replay(js: &jetstream::Context, sequence: u64) -> Result<String, DlqError> {
+    let stream = js.get_stream_no_info(DLQ).await.map_err(nats)?;
+    let message = match stream.direct_get(sequence).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
+            return Err(DlqError::NotFound(sequence));
+        }
+        Err(e) => return Err(nats(e)),
+    };
+    let letter = describe(sequence, &message.headers, &message.payload);
+    if letter.subject.is_empty() {
+        return Err(DlqError::NoOrigin(sequence));
+    }
+    // The original headers (event type, trace) without what the DLQ added.
+    let mut headers = HeaderMap::new();
+    for (name, values) in message.headers.iter() {
+        let name: &str = name.as_ref();
+        if name.starts_with("Oms-Dlq-") || name.starts_with("Nats-") {
+            continue;
+        }
+        for value in values {
+            headers.append(name, value.as_str());
+        }
+    }
+    let publish = PublishMessage::build()
+        .payload(message.payload.clone())
+        .headers(headers)
+        .message_id(format!("{}.replay.{sequence}", letter.subject));
+    js.send_publish(letter.subject.clone(), publish)
+        .await
+        .map_err(nats)?
+        .await
+        .map_err(nats)?;
+    stream.delete_message(sequence).await.map_err(nats)?;
+    Ok(letter.subject)
+}
