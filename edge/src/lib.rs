@@ -5,19 +5,22 @@
 //! the NATS service API; a just-placed order that the order service has not projected yet is
 //! read back from the ORDERS stream, so a 202 is never followed by a 404.
 
+pub mod idempotency;
 pub mod place;
 pub mod problem;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_nats::connection::State;
-use async_nats::jetstream;
+use async_nats::jetstream::{self, kv};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use oms_shared::api::{
     self, CustomerView, GetCustomer, GetOrder, GetProduct, ListOrders, OrderPage, OrderStatus,
     OrderView, ProductView,
 };
+use oms_shared::events::EVENT_VERSION;
 use oms_shared::runtime::{self, Bus};
 use oms_shared::topology::{self, api as endpoints};
 use oms_shared::{Config, Envelope, Event, OrderSnapshot, bus};
@@ -29,6 +32,7 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::idempotency::{Claim, Claimed};
 use crate::place::MAX_BODY;
 use crate::problem::Problem;
 
@@ -46,10 +50,38 @@ pub async fn run(
     Ok(())
 }
 
+/// What the handlers share: the bus, and the idempotency bucket once the topology is in place.
+pub struct Edge {
+    bus: Bus,
+    idempotency: tokio::sync::OnceCell<kv::Store>,
+}
+
+impl Edge {
+    async fn idempotency(&self) -> Result<&kv::Store, Problem> {
+        self.idempotency
+            .get_or_try_init(|| async {
+                self.bus
+                    .js
+                    .get_key_value(topology::IDEMPOTENCY)
+                    .await
+                    .map_err(|e| {
+                        warn!(error = %e, "idempotency bucket unavailable");
+                        unavailable()
+                    })
+            })
+            .await
+    }
+}
+
 /// Every route of the API, with rejections turned into problem+json.
 pub fn routes(
     bus: Bus,
 ) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
+    let edge = Arc::new(Edge {
+        bus: bus.clone(),
+        idempotency: tokio::sync::OnceCell::new(),
+    });
+    let with_edge = warp::any().map(move || edge.clone());
     let with_bus = {
         let bus = bus.clone();
         warp::any().map(move || bus.clone())
@@ -58,7 +90,8 @@ pub fn routes(
         .and(warp::post())
         .and(json_content_type())
         .and(limited_body())
-        .and(with_bus.clone())
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(with_edge)
         .and_then(place_order);
     let get_order = warp::path!("orders" / String)
         .and(warp::get())
@@ -162,28 +195,57 @@ struct Accepted {
     status: OrderStatus,
 }
 
-async fn place_order(body: Bytes, bus: Bus) -> Result<impl Reply, Rejection> {
+async fn place_order(
+    body: Bytes,
+    key: Option<String>,
+    edge: Arc<Edge>,
+) -> Result<impl Reply, Rejection> {
     let order = place::parse(&body)?;
+    if let Some(key) = &key {
+        idempotency::check_key(key)?;
+    }
     // Refuse at once while disconnected: a publish queued in the client could land after we
     // answered 503, and the order would be half-accepted.
-    if bus.client.connection_state() != State::Connected {
+    if edge.bus.client.connection_state() != State::Connected {
         return Err(unavailable().into());
     }
-    let order_id = Uuid::now_v7();
-    let event = Envelope::new(
-        order_id,
-        Event::OrderPlaced(OrderSnapshot {
-            customer_id: order.customer_id,
-            items: order.items,
-            total_amount: order.total_amount,
-            placed_at: time::OffsetDateTime::now_utc(),
-        }),
-    );
-    if let Err(e) = bus::publish(&bus.js, &event).await {
-        warn!(%order_id, error = %e, "order not accepted");
-        return Err(unavailable().into());
+    let fresh = Claim::new(&order);
+    let (claim, retried) = match &key {
+        None => (fresh, false),
+        Some(key) => match idempotency::claim(edge.idempotency().await?, key, fresh).await? {
+            Claimed::New(claim) => (claim, false),
+            Claimed::Existing(claim) if claim.fingerprint != idempotency::fingerprint(&order) => {
+                return Err(Problem::invalid(
+                    "this Idempotency-Key was already used for a different order",
+                )
+                .into());
+            }
+            Claimed::Existing(claim) => (claim, true),
+        },
+    };
+    let order_id = claim.order_id;
+    // A retry publishes the first request's event again (same ids, same time): dropped by the
+    // duplicate window if it had landed. Past the window, look before publishing.
+    let placed = retried && placed_order(&edge.bus.js, order_id).await?.is_some();
+    if !placed {
+        let event = Envelope {
+            event_id: claim.event_id,
+            version: EVENT_VERSION,
+            order_id,
+            occurred_at: claim.placed_at,
+            event: Event::OrderPlaced(OrderSnapshot {
+                customer_id: order.customer_id,
+                items: order.items,
+                total_amount: order.total_amount,
+                placed_at: claim.placed_at,
+            }),
+        };
+        if let Err(e) = bus::publish(&edge.bus.js, &event).await {
+            warn!(%order_id, error = %e, "order not accepted");
+            return Err(unavailable().into());
+        }
+        info!(%order_id, retried, "order accepted");
     }
-    info!(%order_id, "order accepted");
     let reply = warp::reply::json(&Accepted {
         order_id,
         status: OrderStatus::Pending,
