@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use oms_shared::testing;
 
+pub mod procs;
+
 /// The services, by the name their config section has.
 pub const SERVICES: [&str; 5] = ["edge", "customer", "inventory", "payment", "order"];
 

@@ -281,4 +281,31 @@ async fn a_poison_message_goes_to_the_dlq_and_orders_behind_it_flow() {
             >= 1
     );
     assert!(!headers.get("Oms-Dlq-Error").unwrap().as_str().is_empty());
+
+    // All three readers of ORDERS parked it; replaying one puts it back on its subject.
+    let letters = eventually(DEADLINE, "three dead letters", || {
+        let js = js.clone();
+        async move {
+            let letters = oms_shared::dlq::list(&js, 1, 100).await.ok()?;
+            (letters.len() == 3).then_some(letters)
+        }
+    })
+    .await;
+    let services: std::collections::HashSet<&str> =
+        letters.iter().map(|l| l.service.as_str()).collect();
+    assert_eq!(services, ["customer", "inventory", "order"].into());
+    assert!(letters.iter().all(|l| l.payload == "this is not an event"));
+    let first = letters[0].sequence;
+    let subject = oms_shared::dlq::replay(&js, first).await.unwrap();
+    assert_eq!(subject, "orders.placed.poison");
+    assert_eq!(stack.count(ORDERS, "orders.placed.poison").await, 2);
+    let after = oms_shared::dlq::list(&js, 1, 100).await.unwrap();
+    assert!(
+        after.iter().all(|l| l.sequence != first),
+        "replayed letter removed"
+    );
+    assert!(matches!(
+        oms_shared::dlq::replay(&js, first).await,
+        Err(oms_shared::dlq::DlqError::NotFound(_))
+    ));
 }
