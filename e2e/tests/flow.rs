@@ -286,3 +286,23 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
     .unwrap();
     assert_eq!(product.available, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_consumer_is_recreated_and_orders_keep_flowing() {
+    let stack = Stack::start().await;
+    let first = stack.place_ok(&original_body()).await;
+    assert_eq!(stack.terminal(&first).await["status"], "CONFIRMED");
+    let js = stack.jetstream().await;
+    for (durable, stream) in [("customer", ORDERS), ("order-payments", PAYMENTS)] {
+        js.delete_consumer_from_stream(durable, stream)
+            .await
+            .unwrap();
+    }
+    let second = stack.place_ok(&original_body()).await;
+    assert_eq!(stack.terminal(&second).await["status"], "CONFIRMED");
+    // The recreated durables start over from the first event; idempotency keeps it one effect.
+    stack.drained(ORDERS, "customer").await;
+    stack.drained(PAYMENTS, "order-payments").await;
+    assert_eq!(stack.available("item1").await, 998);
+    assert_eq!(stack.count(ORDERS, "orders.confirmed.*").await, 2);
+}
