@@ -43,12 +43,12 @@ pub async fn run(
         runtime::health_routes(bus.clone()),
         shutdown.clone(),
     ));
-    // The buckets exist once the topology is in place.
-    bus.wait_ready(&shutdown).await;
-    if !shutdown.is_cancelled() {
+    let joins = bus.key_value(topology::PAYMENT_JOIN, &shutdown).await;
+    let ledger = bus.key_value(topology::PAYMENT_LEDGER, &shutdown).await;
+    if let (Some(joins), Some(ledger)) = (joins, ledger) {
         let handler = Arc::new(Payments {
-            joins: bus.js.get_key_value(topology::PAYMENT_JOIN).await?,
-            ledger: bus.js.get_key_value(topology::PAYMENT_LEDGER).await?,
+            joins,
+            ledger,
             js: bus.js.clone(),
         });
         for spec in [topology::PAYMENT_CUSTOMERS, topology::PAYMENT_INVENTORY] {

@@ -44,9 +44,17 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client,
         .name(cfg.client_name.as_deref().unwrap_or(name))
         .request_timeout(Some(cfg.request_timeout))
         .retry_on_initial_connect()
-        .connect(cfg.url.as_str())
+        .connect(seeds(&cfg.url))
         .await
         .map_err(|e| BusError::Connect(e.to_string()))
+}
+
+/// `nats://a:4222,nats://b:4222` → the seed URLs of a cluster.
+pub fn seeds(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A JetStream context whose API calls and PubAcks wait at most the configured request timeout.
@@ -202,7 +210,7 @@ pub async fn consume<H: Handler>(
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    hand_back(&mut messages).await;
+                    hand_back(messages).await;
                     return;
                 }
                 next = messages.next() => next,
@@ -228,10 +236,16 @@ pub async fn consume<H: Handler>(
     }
 }
 
-/// NAKs (without delay) what was fetched but not started, so it is redelivered at once
-/// instead of after the ack wait.
-async fn hand_back(messages: &mut jetstream::consumer::pull::Stream) {
+/// Hands back (NAK, no delay) what was fetched but not started, so another instance gets it at
+/// once instead of after the ack wait. Unsubscribing first matters: while our pull request is
+/// open, the server would redeliver the NAKed messages straight back to us.
+async fn hand_back(mut messages: jetstream::consumer::pull::Stream) {
+    let mut unstarted = Vec::new();
     while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        unstarted.push(message);
+    }
+    drop(messages);
+    for message in unstarted {
         let _ = message.ack_with(AckKind::Nak(None)).await;
     }
 }

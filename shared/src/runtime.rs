@@ -70,6 +70,29 @@ impl Bus {
             && self.topology_ready.load(Ordering::Acquire)
     }
 
+    /// Opens KV `bucket`, retrying while NATS or the topology is away (a broker restart during
+    /// start-up must not end the service). `None` only on shutdown.
+    pub async fn key_value(
+        &self,
+        bucket: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<jetstream::kv::Store> {
+        loop {
+            self.wait_ready(shutdown).await;
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            match self.js.get_key_value(bucket).await {
+                Ok(store) => return Some(store),
+                Err(e) => warn!(bucket, error = %e, "bucket not reachable yet"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
     /// Waits until [`Bus::is_ready`], or until `shutdown`.
     pub async fn wait_ready(&self, shutdown: &CancellationToken) {
         while !self.is_ready() && !shutdown.is_cancelled() {

@@ -12,7 +12,7 @@ use oms_shared::{Config, bus, dlq};
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = Config::load()?;
-    let client = async_nats::connect(config.nats.url.as_str())
+    let client = async_nats::connect(bus::seeds(&config.nats.url))
         .await
         .with_context(|| format!("connecting to {}", config.nats.url))?;
     let js = bus::jetstream(client, &config.nats);
