@@ -32,7 +32,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = db::connect(&config.database_url(SERVICE, &config.customer.database_url)).await?;
-    store::MIGRATOR.run(&pool).await?;
+    db::migrate(&pool, &store::SQLITE, &store::POSTGRES).await?;
     let bus = Bus::start(&config, SERVICE, &shutdown).await?;
     let service = bus
         .client

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use crate::decide::{Customer, Verdict};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub async fn customer(pool: &AnyPool, customer_id: &str) -> Result<Option<Customer>, sqlx::Error> {
     let row = sqlx::query(

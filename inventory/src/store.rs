@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::decide::Status;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// A reservation as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,7 +35,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = db::connect(&config.database_url(SERVICE, &config.order.database_url)).await?;
-    store::MIGRATOR.run(&pool).await?;
+    db::migrate(&pool, &store::SQLITE, &store::POSTGRES).await?;
     let bus = Bus::start(&config, SERVICE, &shutdown).await?;
     let service = bus
         .client

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::decide::Transition;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// What the handler needs to know of a stored order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +104,7 @@ pub async fn head(conn: &mut AnyConnection, order_id: Uuid) -> Result<Head, sqlx
             .as_deref()
             .and_then(Reason::parse),
         detail: row.try_get("detail")?,
-        announced: row.try_get::<i32, _>("announced")? != 0,
+        announced: row.try_get::<i64, _>("announced")? != 0,
     })
 }
 

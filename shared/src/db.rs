@@ -1,12 +1,15 @@
-//! SQL connection pools (sqlx `Any`, so one code path serves SQLite and, later, PostgreSQL).
+//! SQL connection pools (sqlx `Any`: one code path, and portable SQL, for SQLite and PostgreSQL).
 //!
 //! SQLite runs in WAL mode with a busy timeout, and `synchronous=FULL` so that a committed
-//! transaction survives a power cut before we ack the message that caused it.
+//! transaction survives a power cut before we ack the message that caused it. A PostgreSQL
+//! database named in the URL is created on first start if it does not exist, so one server can
+//! hold one database per service without set-up by hand.
 
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::{Any, AnyPool, Executor};
 
 /// Opens a pool on `url`, creating the SQLite file (and its folder) if needed.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
@@ -18,9 +21,17 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
     {
         std::fs::create_dir_all(&dir).map_err(sqlx::Error::Io)?;
     }
+    if !sqlite && !Any::database_exists(url).await? {
+        // Another instance may create it at the same moment: only a second look decides.
+        if let Err(e) = Any::create_database(url).await
+            && !Any::database_exists(url).await?
+        {
+            return Err(e);
+        }
+    }
     AnyPoolOptions::new()
         // SQLite has one writer at a time; a few connections serve concurrent reads.
-        .max_connections(if sqlite { 4 } else { 10 })
+        .max_connections(if sqlite { 4 } else { 8 })
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
@@ -48,6 +59,19 @@ pub async fn begin_write(
         pool.begin_with("BEGIN IMMEDIATE").await
     } else {
         pool.begin().await
+    }
+}
+
+/// Runs the migrations of the pool's backend.
+pub async fn migrate(
+    pool: &AnyPool,
+    sqlite: &Migrator,
+    postgres: &Migrator,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    if is_sqlite(pool) {
+        sqlite.run(pool).await
+    } else {
+        postgres.run(pool).await
     }
 }
 

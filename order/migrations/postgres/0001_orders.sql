@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL,
     -- 1 once orders.confirmed / orders.rejected has been acknowledged by JetStream.
-    announced    INTEGER NOT NULL DEFAULT 0
+    announced    BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS orders_newest ON orders (created_at, order_id);
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (customer_id, created_at);
@@ -18,7 +18,7 @@ CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, created_at);
 
 CREATE TABLE IF NOT EXISTS order_items (
     order_id   TEXT NOT NULL REFERENCES orders (order_id),
-    line       INTEGER NOT NULL,
+    line       BIGINT NOT NULL,
     product_id TEXT NOT NULL,
     quantity   BIGINT NOT NULL,
     PRIMARY KEY (order_id, line)
