@@ -185,3 +185,71 @@ ensure_nats_server() {
     log_ok "nats-server $v at $OMS_NATS_SERVER"
     printf '%s\n' "$OMS_NATS_SERVER"
 }
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL for the tests: a throwaway cluster (initdb + pg_ctl) on a free loopback port in a
+# temporary folder, removed by stop_test_postgres. It needs the server binaries (Debian package
+# postgresql); initdb refuses to run as root, so as root the cluster runs as user postgres.
+
+_pg_bindir() {
+    local initdb
+    initdb="$(command -v initdb 2>/dev/null || true)"
+    if [[ -z "$initdb" ]]; then
+        initdb="$(ls -1 /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1 || true)"
+    fi
+    [[ -n "$initdb" ]] && dirname "$(readlink -f "$initdb")"
+}
+
+ensure_postgres_binaries() {
+    local bindir
+    bindir="$(_pg_bindir || true)"
+    if [[ -z "$bindir" ]]; then
+        apt_install postgresql || true
+        bindir="$(_pg_bindir || true)"
+    fi
+    [[ -n "$bindir" && -x "$bindir/pg_ctl" ]] ||
+        die "PostgreSQL server binaries (initdb, pg_ctl) are missing and could not be installed; install them with: sudo apt-get install postgresql"
+    printf '%s\n' "$bindir"
+}
+
+# Runs a PostgreSQL binary as a user initdb accepts.
+_as_pg_user() {
+    if is_root; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres ||
+            die "initdb refuses root and no user 'postgres' could be created"
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_test_postgres: starts the cluster and exports OMS_TEST_POSTGRES=postgres://postgres@127.0.0.1:PORT.
+start_test_postgres() {
+    local bindir port
+    bindir="$(ensure_postgres_binaries)"
+    _OMS_PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/oms-pg.XXXXXX")"
+    is_root && chown postgres "$_OMS_PG_DIR"
+    port="$(_free_port)"
+    _as_pg_user "$bindir/initdb" -D "$_OMS_PG_DIR/data" -U postgres --auth=trust -E UTF8 \
+        >"$_OMS_PG_DIR/initdb.log" 2>&1 ||
+        { cat "$_OMS_PG_DIR/initdb.log" >&2; die "initdb failed"; }
+    # Many test services connect at once: room for their pools.
+    _as_pg_user "$bindir/pg_ctl" -D "$_OMS_PG_DIR/data" -l "$_OMS_PG_DIR/server.log" -w -t 60 \
+        -o "-p $port -k $_OMS_PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400" \
+        start >/dev/null ||
+        { cat "$_OMS_PG_DIR/server.log" >&2; die "PostgreSQL did not start"; }
+    _OMS_PG_BINDIR="$bindir"
+    export OMS_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port"
+    log_ok "PostgreSQL $("$bindir/postgres" --version | awk '{print $NF}') for the tests on 127.0.0.1:$port ($_OMS_PG_DIR)"
+}
+
+stop_test_postgres() {
+    [[ -n "${_OMS_PG_DIR:-}" ]] || return 0
+    _as_pg_user "$_OMS_PG_BINDIR/pg_ctl" -D "$_OMS_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$_OMS_PG_DIR"
+    _OMS_PG_DIR=""
+}

@@ -23,6 +23,29 @@ pub mod procs;
 /// The services, by the name their config section has.
 pub const SERVICES: [&str; 5] = ["edge", "customer", "inventory", "payment", "order"];
 
+/// The services that keep SQL state.
+pub const SQL_SERVICES: [&str; 3] = ["customer", "inventory", "order"];
+
+/// Where a SQL service keeps its data in a test: a SQLite file in the test's folder, or, when
+/// `OMS_TEST_POSTGRES` names a PostgreSQL server (`postgres://user@host:port`), a database of its
+/// own there, unique to the test (`tag`); the service creates it on start.
+pub fn database_url(data_dir: &std::path::Path, tag: &str, service: &str) -> String {
+    match std::env::var("OMS_TEST_POSTGRES") {
+        Ok(base) if !base.is_empty() => {
+            format!("{}/{tag}_{service}", base.trim_end_matches('/'))
+        }
+        _ => format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join(format!("{service}.db")).display()
+        ),
+    }
+}
+
+/// A name unique to one test, usable in database names.
+pub fn unique_tag() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Generous: CI machines are slow and shared, and nothing here sleeps for a fixed time.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -51,6 +74,10 @@ impl Stack {
             ..Config::default()
         };
         config.nats.url = nats.url();
+        let tag = unique_tag();
+        config.customer.database_url = database_url(dir.path(), &tag, "customer");
+        config.inventory.database_url = database_url(dir.path(), &tag, "inventory");
+        config.order.database_url = database_url(dir.path(), &tag, "order");
         // Quick retries keep tests short; the schedule itself is tested in shared.
         config.consumers.backoff = vec![Duration::from_millis(100), Duration::from_millis(500)];
         let mut stack = Stack {
@@ -221,16 +248,7 @@ impl Stack {
 
     /// Number of messages on `subject` (wildcards allowed) in `stream`.
     pub async fn count(&self, stream: &str, subject: &str) -> u64 {
-        let js = self.jetstream().await;
-        let s = js.get_stream(stream).await.expect("stream exists");
-        let info = s.info_with_subjects(subject).await.expect("stream info");
-        let mut total = 0;
-        let mut subjects = info;
-        use futures::TryStreamExt;
-        while let Some((_, n)) = subjects.try_next().await.expect("subjects") {
-            total += n as u64;
-        }
-        total
+        count(&self.jetstream().await, stream, subject).await
     }
 }
 
@@ -266,3 +284,69 @@ pub fn items_body(customer: &str, amount: Value, items: &[(&str, u32)]) -> Value
 
 /// All names a topology check looks for, re-exported for tests.
 pub use topology::{CUSTOMERS, INVENTORY, ORDERS, PAYMENTS};
+
+/// Number of messages on `subject` (wildcards allowed) in `stream`: the pending count of a
+/// throwaway consumer (stream info lists at most a page of subjects).
+pub async fn count(js: &jetstream::Context, stream: &str, subject: &str) -> u64 {
+    use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+    let stream = js.get_stream(stream).await.expect("stream exists");
+    let mut consumer = stream
+        .create_consumer(pull::Config {
+            filter_subject: subject.to_string(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await
+        .expect("a counting consumer");
+    let pending = consumer.info().await.expect("consumer info").num_pending;
+    let name = consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    pending
+}
+
+/// POSTs `body` with `key` until it is accepted (the edge or NATS may be down for a while);
+/// returns the order id. Retrying with the same key is what makes a lost answer harmless.
+pub async fn place_until_accepted(
+    http: &reqwest::Client,
+    edge: &str,
+    body: &Value,
+    key: &str,
+) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let answer = http
+            .post(format!("{edge}/orders"))
+            .header("idempotency-key", key)
+            .timeout(Duration::from_secs(30))
+            .json(body)
+            .send()
+            .await;
+        if let Ok(r) = answer {
+            let status = r.status().as_u16();
+            let answer: Value = r.json().await.unwrap_or(Value::Null);
+            match status {
+                202 => return answer["orderId"].as_str().expect("an order id").to_string(),
+                409 | 503 => {}
+                other => panic!("unexpected {other}: {answer}"),
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {key} never accepted"
+        );
+        // Not a wait for an effect: a client's pause between retries.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the order is CONFIRMED or REJECTED (over HTTP); returns it.
+pub async fn wait_terminal(http: &reqwest::Client, edge: &str, id: &str) -> Value {
+    eventually(DEADLINE, &format!("order {id} to end"), || async move {
+        let r = http.get(format!("{edge}/orders/{id}")).send().await.ok()?;
+        let order: Value = r.json().await.ok()?;
+        (order["status"] == "CONFIRMED" || order["status"] == "REJECTED").then_some(order)
+    })
+    .await
+}

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::testing::{NatsServer, eventually};
-use crate::{DEADLINE, SERVICES};
+use crate::testing::{NatsCluster, NatsServer, eventually};
+use crate::{DEADLINE, SERVICES, SQL_SERVICES, database_url, unique_tag};
 
 /// The folder holding the `oms-*` binaries, built first if needed (a no-op after
 /// `cargo test --workspace --all-targets`, which builds them).
@@ -42,28 +42,48 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// The broker the services talk to: one nats-server, or a three-node cluster.
+pub enum Broker {
+    Single(NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl Broker {
+    pub fn url(&self) -> String {
+        match self {
+            Broker::Single(s) => s.url(),
+            Broker::Cluster(c) => c.url(),
+        }
+    }
+}
+
 /// nats-server plus the five services, each its own process.
 pub struct Processes {
-    pub nats: NatsServer,
+    pub broker: Broker,
     pub http: reqwest::Client,
     dir: TempDir,
     ports: HashMap<&'static str, u16>,
     children: HashMap<&'static str, Child>,
     env: Vec<(String, String)>,
+    tag: String,
 }
 
 impl Processes {
     /// Starts nats-server and all five services; `env` adds `OMS_*` settings for all of them.
     pub async fn start(env: &[(&str, &str)]) -> Processes {
+        Self::start_on(Broker::Single(NatsServer::start()), env).await
+    }
+
+    /// The five services on `broker`.
+    pub async fn start_on(broker: Broker, env: &[(&str, &str)]) -> Processes {
         let bins = bin_dir();
         assert!(bins.join("oms-edge").exists(), "no binaries in {bins:?}");
-        let nats = NatsServer::start();
         let mut ports = HashMap::new();
         for service in SERVICES {
             ports.insert(service, free_port());
         }
         let mut procs = Processes {
-            nats,
+            broker,
             http: reqwest::Client::new(),
             dir: tempfile::tempdir().expect("a temporary folder"),
             ports,
@@ -72,15 +92,47 @@ impl Processes {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            tag: unique_tag(),
         };
+        for service in SQL_SERVICES {
+            let url = procs.database_url(service);
+            procs
+                .env
+                .push((format!("OMS_{}__DATABASE_URL", service.to_uppercase()), url));
+        }
         for service in SERVICES {
             procs.start_service(service).await;
         }
         procs
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+    /// The single nats-server (panics on a cluster).
+    pub fn nats(&mut self) -> &mut NatsServer {
+        match &mut self.broker {
+            Broker::Single(s) => s,
+            Broker::Cluster(_) => panic!("the services run on a cluster"),
+        }
+    }
+
+    /// The cluster (panics on a single server).
+    pub fn cluster(&mut self) -> &mut NatsCluster {
+        match &mut self.broker {
+            Broker::Cluster(c) => c,
+            Broker::Single(_) => panic!("the services run on a single server"),
+        }
+    }
+
+    /// A JetStream context on the broker, for tests to look inside.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(oms_shared::bus::seeds(&self.broker.url()))
+            .await
+            .expect("connecting to the test broker");
+        async_nats::jetstream::new(client)
+    }
+
+    /// The SQL URL of `service` (SQLite file or PostgreSQL database), for tests to look inside.
+    pub fn database_url(&self, service: &str) -> String {
+        database_url(self.dir.path(), &self.tag, service)
     }
 
     pub fn url(&self, service: &str) -> String {
@@ -102,13 +154,14 @@ impl Processes {
         let child = Command::new(bin_dir().join(format!("oms-{service}")))
             .env("OMS_CONFIG", "/nonexistent/oms.toml")
             .env("OMS_PROFILE", "default")
-            .env("OMS_NATS__URL", self.nats.url())
+            .env("OMS_NATS__URL", self.broker.url())
             .env("OMS_DATA_DIR", self.dir.path())
             .env(
                 format!("OMS_{}__HTTP_PORT", service.to_uppercase()),
                 self.ports[service].to_string(),
             )
             .env("OMS_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
@@ -125,6 +178,22 @@ impl Processes {
             }
         })
         .await;
+    }
+
+    /// The last `lines` lines each service logged (warnings and errors), for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for service in SERVICES {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{service}.log")))
+                .unwrap_or_default();
+            let all: Vec<&str> = log.lines().collect();
+            out.push_str(&format!("--- {service} ({} lines)\n", all.len()));
+            for line in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// SIGKILL: the process gets no chance to finish anything.

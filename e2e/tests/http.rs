@@ -222,6 +222,12 @@ async fn with_nats_down_orders_get_503_and_nothing_is_half_accepted() {
     let mut stack = Stack::start().await;
     let before = stack.place_ok(&original_body()).await;
     stack.nats.kill();
+    // Once the edge has noticed (its readiness says so), it refuses without publishing. A request
+    // racing the very moment of the failure is what Idempotency-Key is for (see the README).
+    eventually(DEADLINE, "the edge to notice NATS is gone", || async {
+        (stack.get("/readyz").await.0 == 503).then_some(())
+    })
+    .await;
     let (status, answer) = stack.place(&original_body()).await;
     assert_eq!(status, 503, "{answer}");
     assert!(

@@ -145,3 +145,131 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Three nats-servers on loopback forming one JetStream cluster, each started from the
+/// repository's `nats-cluster.conf` (the template compose.yaml uses), each killed on drop.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    _store: TempDir,
+}
+
+struct ClusterNode {
+    name: String,
+    env: Vec<(String, String)>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts the three nodes; returns once each accepts clients (the JetStream meta leader may
+    /// still be in election: the services retry until it is there).
+    pub fn start() -> Self {
+        let store = tempfile::tempdir().expect("creating a temporary folder");
+        let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free(), free(), free())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, _, cluster)| format!("nats-route://127.0.0.1:{cluster}"))
+            .collect();
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, http, cluster))| {
+                let name = format!("nats-{}", i + 1);
+                let mut env = vec![
+                    ("NATS_SERVER_NAME".to_string(), name.clone()),
+                    ("NATS_HOST".to_string(), "127.0.0.1".to_string()),
+                    ("NATS_PORT".to_string(), client.to_string()),
+                    ("NATS_HTTP_PORT".to_string(), http.to_string()),
+                    ("NATS_CLUSTER_PORT".to_string(), cluster.to_string()),
+                    (
+                        "NATS_STORE_DIR".to_string(),
+                        store.path().join(&name).display().to_string(),
+                    ),
+                ];
+                for (r, route) in routes.iter().enumerate() {
+                    env.push((format!("NATS_ROUTE_{}", r + 1), route.clone()));
+                }
+                ClusterNode {
+                    name,
+                    env,
+                    port: *client,
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = NatsCluster {
+            nodes,
+            _store: store,
+        };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    /// All three client URLs, comma-separated (what `nats.url` takes).
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect();
+        urls.join(",")
+    }
+
+    /// The node's server name (`nats-1`…), as stream info names leaders and replicas.
+    pub fn name(&self, node: usize) -> &str {
+        &self.nodes[node].name
+    }
+
+    /// Index of the node called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// SIGKILL one node, keeping its store.
+    pub fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.nodes[node].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again, same ports and store.
+    pub fn start_node(&mut self, node: usize) {
+        let config = workspace_root().join("nats-cluster.conf");
+        let binary = nats_server_binary();
+        let n = &mut self.nodes[node];
+        assert!(n.child.is_none(), "{} runs", n.name);
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config)
+            .envs(n.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({}): {e}", n.name, binary.display()));
+        n.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err() {
+            assert!(Instant::now() < deadline, "{} did not start", n.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A port nobody listens on right now.
+fn free() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}

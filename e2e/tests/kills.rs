@@ -1,0 +1,242 @@
+//! The big one: 1,000 orders while every service in turn is killed with SIGKILL and restarted,
+//! and nats-server is restarted once. Its own test binary, so nothing else competes for the two
+//! cores while it runs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use oms_e2e::procs::Processes;
+use oms_e2e::testing::eventually;
+use oms_e2e::{DEADLINE, ORDERS, PAYMENTS, items_body, place_until_accepted};
+use serde_json::{Value, json};
+use sqlx::{AnyPool, Row};
+
+async fn open(procs: &Processes, service: &str) -> AnyPool {
+    oms_shared::db::connect(&procs.database_url(service))
+        .await
+        .expect("opening a service database")
+}
+
+/// The order mix: confirmed, declined, blocked, and a product that runs out.
+fn mixed_order(i: usize) -> Value {
+    match i % 10 {
+        7 => items_body("OMS-Cust-002", json!(150), &[("item3", 1)]),
+        8 => items_body("OMS-Cust-003", json!(20), &[("item2", 1)]),
+        9 => items_body("OMS-Cust-001", json!(30), &[("item4", 1)]),
+        _ => items_body("OMS-Cust-001", json!(10.5), &[("item1", 1), ("item2", 1)]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
+    const ORDERS_PLACED: usize = 1_000;
+    let mut procs = Processes::start(&[("OMS_CONSUMERS__ACK_WAIT", "2s")]).await;
+    let edge = procs.edge();
+    let http = procs.http.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+
+    let placing = {
+        let (edge, http, accepted) = (edge.clone(), http.clone(), accepted.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(0..ORDERS_PLACED)
+                .map(|i| {
+                    let (edge, http, accepted) = (edge.clone(), http.clone(), accepted.clone());
+                    async move {
+                        let id =
+                            place_until_accepted(&http, &edge, &mixed_order(i), &format!("k{i}"))
+                                .await;
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        (i, id)
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+
+    // Kill each service in turn with SIGKILL while orders flow, and restart the broker once.
+    let mut kills = Vec::new();
+    let schedule: [(usize, &str); 6] = [
+        (100, "customer"),
+        (250, "inventory"),
+        (400, "payment"),
+        (500, "nats-server"),
+        (600, "order"),
+        (800, "edge"),
+    ];
+    for (at, victim) in schedule {
+        eventually(
+            Duration::from_secs(120),
+            &format!("{at} orders accepted"),
+            || {
+                let accepted = accepted.clone();
+                async move { (accepted.load(Ordering::Relaxed) >= at).then_some(()) }
+            },
+        )
+        .await;
+        if victim == "nats-server" {
+            tokio::task::block_in_place(|| procs.nats().restart());
+        } else {
+            procs.kill(victim);
+            let victim: &'static str = oms_e2e::SERVICES
+                .into_iter()
+                .find(|s| *s == victim)
+                .unwrap();
+            procs.start_service(victim).await;
+        }
+        kills.push(victim);
+    }
+    let placed = placing.await.unwrap();
+    assert_eq!(placed.len(), ORDERS_PLACED);
+    let ids: HashSet<&str> = placed.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids.len(), ORDERS_PLACED, "one order id per idempotency key");
+
+    // Every accepted order ends within 30 s, exactly once.
+    let orders = open(&procs, "order").await;
+    let ended = std::time::Instant::now();
+    loop {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE status <> 'PENDING'")
+            .fetch_one(&orders)
+            .await
+            .unwrap();
+        let done = row.get::<i64, _>("n") as usize;
+        if done == ORDERS_PLACED {
+            break;
+        }
+        assert!(
+            ended.elapsed() < Duration::from_secs(30),
+            "only {done} of {ORDERS_PLACED} orders terminal 30 s after the last 202\n{}",
+            procs.log_tails(15)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settle = ended.elapsed();
+    let rows = sqlx::query("SELECT order_id, status, reason FROM orders")
+        .fetch_all(&orders)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        ORDERS_PLACED,
+        "no phantom and no duplicate orders"
+    );
+    let status: HashMap<String, (String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get("order_id"), (r.get("status"), r.get("reason"))))
+        .collect();
+    for id in &ids {
+        assert!(status.contains_key(*id), "order {id} lost");
+    }
+    let history: i64 = sqlx::query("SELECT COUNT(*) AS n FROM order_history")
+        .fetch_one(&orders)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(
+        history as usize,
+        2 * ORDERS_PLACED,
+        "PENDING then one final status each"
+    );
+    let js = procs.jetstream().await;
+    let placed_events = oms_e2e::count(&js, ORDERS, "orders.placed.*").await;
+    assert_eq!(
+        placed_events, ORDERS_PLACED as u64,
+        "one orders.placed per order"
+    );
+
+    // Expected outcomes per kind of order.
+    let confirmed: HashSet<&str> = status
+        .iter()
+        .filter(|(_, (s, _))| s == "CONFIRMED")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for (i, id) in &placed {
+        let (s, reason) = &status[id];
+        let expected = match i % 10 {
+            7 => Some("PAYMENT_DECLINED"),
+            8 => Some("CUSTOMER_BLOCKED"),
+            9 => None, // item4: 5 confirmed, the rest out of stock
+            _ => Some("CONFIRMED"),
+        };
+        match expected {
+            Some("CONFIRMED") => assert_eq!(s, "CONFIRMED", "order {i}"),
+            Some(reason_code) => assert_eq!(reason.as_deref(), Some(reason_code), "order {i}"),
+            None => assert!(
+                s == "CONFIRMED" || reason.as_deref() == Some("OUT_OF_STOCK"),
+                "order {i}: {s} {reason:?}"
+            ),
+        }
+    }
+    let item4_confirmed = placed
+        .iter()
+        .filter(|(i, id)| i % 10 == 9 && confirmed.contains(id.as_str()))
+        .count();
+    assert_eq!(item4_confirmed, 5, "item4 sold out exactly");
+
+    // The ledger holds exactly one charge per confirmed order, none for rejected ones.
+    let ledger = js.get_key_value("payment-ledger").await.unwrap();
+    let mut charged = HashSet::new();
+    let mut keys = ledger.keys().await.unwrap();
+    while let Some(key) = keys.next().await {
+        charged.insert(key.unwrap());
+    }
+    let confirmed_owned: HashSet<String> = confirmed.iter().map(|s| s.to_string()).collect();
+    assert_eq!(charged, confirmed_owned, "charged = confirmed, each once");
+    assert!(oms_e2e::count(&js, PAYMENTS, "payments.processed.*").await >= confirmed.len() as u64);
+
+    // Stock: initial = available + reserved by confirmed orders, once every release is done.
+    let inventory = open(&procs, "inventory").await;
+    let initial: HashMap<&str, i64> = [
+        ("item1", 1000),
+        ("item2", 1000),
+        ("item3", 1000),
+        ("item4", 5),
+        ("item5", 0),
+    ]
+    .into();
+    eventually(DEADLINE, "stock to balance", || {
+        let (inventory, confirmed, initial) = (inventory.clone(), &confirmed, &initial);
+        async move {
+            let mut reserved: HashMap<String, i64> = HashMap::new();
+            let rows = sqlx::query(
+                "SELECT r.order_id, r.status, i.product_id, i.quantity FROM reservations r \
+                 JOIN reservation_items i ON i.order_id = r.order_id WHERE r.status = 'RESERVED'",
+            )
+            .fetch_all(&inventory)
+            .await
+            .ok()?;
+            for row in &rows {
+                let order: String = row.get("order_id");
+                if !confirmed.contains(order.as_str()) {
+                    return None; // a rejected order's release has not run yet
+                }
+                *reserved.entry(row.get("product_id")).or_default() +=
+                    row.get::<i64, _>("quantity");
+            }
+            for row in sqlx::query("SELECT product_id, available FROM products")
+                .fetch_all(&inventory)
+                .await
+                .ok()?
+            {
+                let product: String = row.get("product_id");
+                let available: i64 = row.get("available");
+                assert!(available >= 0, "{product} oversold");
+                let held = reserved.get(&product).copied().unwrap_or(0);
+                if initial[product.as_str()] != available + held {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    println!(
+        "placed {ORDERS_PLACED}, killed {kills:?}, confirmed {}, rejected {}, terminal {settle:?} after the last 202; lost 0, doubled 0, charged twice 0, stock drift 0",
+        confirmed.len(),
+        ORDERS_PLACED - confirmed.len()
+    );
+}
