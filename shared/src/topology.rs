@@ -60,6 +60,11 @@ pub fn order_placed_subject(order_id: Uuid) -> String {
     format!("orders.placed.{order_id}")
 }
 
+/// Every order's final announcement, for watchers such as the load generator.
+pub const ORDERS_CONFIRMED_ALL: &str = "orders.confirmed.*";
+pub const ORDERS_REJECTED_ALL: &str = "orders.rejected.*";
+pub const ORDERS_CONFIRMED_PREFIX: &str = "orders.confirmed.";
+
 /// Where a service parks a message it gave up on.
 pub fn dlq_subject(service: &str, original_subject: &str) -> String {
     format!("dlq.{service}.{original_subject}")

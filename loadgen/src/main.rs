@@ -1,0 +1,175 @@
+//! `loadgen`: drives the edge over HTTP (many keep-alive connections), open-loop at a target
+//! rate or closed-loop at a concurrency, learns each order's end from the `orders.confirmed` /
+//! `orders.rejected` events (not by polling), and reports POST→terminal latency from an HDR
+//! histogram, throughput, rejections and errors, as a table and as JSON.
+//!
+//! `--baseline` also measures JetStream's one-hop rate on the same server (a durable pull
+//! consumer that reads a message, publishes one and acks), so the result can be read as a
+//! ratio that means the same on a noisy machine. `--sweep 250,500,1000` runs several rates and
+//! plots latency percentiles against offered load.
+
+mod baseline;
+mod plot;
+mod rss;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Serialize;
+
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+pub struct Args {
+    /// The edge's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    pub url: String,
+    /// NATS, for the terminal events (and the baseline).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Open loop: orders offered per second. Without it, closed loop at --concurrency.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Requests in flight at most (closed loop: exactly this many).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// How long to send orders.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Share of orders (0–1) sent for a blocked customer, so they end REJECTED.
+    #[arg(long, default_value_t = 0.1)]
+    pub reject_share: f64,
+    /// Product every accepted order takes one of (`bench` has stock for long runs).
+    #[arg(long, default_value = "bench")]
+    pub product: String,
+    /// Also measure the raw one-hop rate of this nats-server and print the ratio.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Rates to run one after the other (e.g. `250,500,1000,2000`), for the latency plot.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep: Vec<u64>,
+    /// Where to write the report.
+    #[arg(long, default_value = "loadgen-report.json")]
+    pub json: PathBuf,
+    /// Where to draw the latency plot (with --sweep).
+    #[arg(long, default_value = "loadgen-latency.png")]
+    pub plot: PathBuf,
+    /// No progress bar (logs, CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub mode: String,
+    pub offered_per_sec: Option<u64>,
+    pub seconds: f64,
+    pub sent: u64,
+    pub accepted: u64,
+    pub confirmed: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    pub unfinished: u64,
+    /// Orders that reached a final status per second of the sending window.
+    pub orders_per_sec: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Highest resident memory seen per `oms-*` process on this machine, MiB.
+    pub peak_rss_mib: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    runs: Vec<RunReport>,
+    one_hop_per_sec: Option<f64>,
+    /// orders/s of the best run divided by the one-hop rate.
+    ratio: Option<f64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = async_nats::connect(args.nats.as_str()).await?;
+    let rates: Vec<Option<u64>> = if args.sweep.is_empty() {
+        vec![args.rate]
+    } else {
+        args.sweep.iter().copied().map(Some).collect()
+    };
+    let mut runs = Vec::new();
+    for rate in rates {
+        let report = run::run(&args, &client, rate).await?;
+        print_run(&report);
+        runs.push(report);
+    }
+    let one_hop = if args.baseline {
+        let rate = baseline::one_hop_rate(&client).await?;
+        println!("one JetStream hop on this server: {rate:.0} msg/s");
+        Some(rate)
+    } else {
+        None
+    };
+    let best = runs
+        .iter()
+        .map(|r| r.orders_per_sec)
+        .fold(0.0_f64, f64::max);
+    let ratio = one_hop.map(|hop| best / hop);
+    if let Some(ratio) = ratio {
+        println!(
+            "orders/s ÷ one-hop rate = {ratio:.4} (1/{:.1})",
+            1.0 / ratio.max(f64::MIN_POSITIVE)
+        );
+    }
+    if runs.len() > 1 {
+        plot::latency_vs_load(&runs, &args.plot)?;
+        println!("plot: {}", args.plot.display());
+    }
+    let report = Report {
+        runs,
+        one_hop_per_sec: one_hop,
+        ratio,
+    };
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&report)?)?;
+    println!("report: {}", args.json.display());
+    Ok(())
+}
+
+fn print_run(r: &RunReport) {
+    let offered = r
+        .offered_per_sec
+        .map_or("closed loop".to_string(), |o| format!("{o}/s offered"));
+    println!();
+    println!("| {offered:<28} | {:>12} |", "");
+    println!("|------------------------------|--------------|");
+    let rows = [
+        ("orders/s sustained", format!("{:.0}", r.orders_per_sec)),
+        ("sent / accepted", format!("{} / {}", r.sent, r.accepted)),
+        (
+            "confirmed / rejected",
+            format!("{} / {}", r.confirmed, r.rejected),
+        ),
+        (
+            "errors / unfinished",
+            format!("{} / {}", r.errors, r.unfinished),
+        ),
+        ("p50 ms", format!("{:.1}", r.p50_ms)),
+        ("p90 ms", format!("{:.1}", r.p90_ms)),
+        ("p99 ms", format!("{:.1}", r.p99_ms)),
+        ("max ms", format!("{:.1}", r.max_ms)),
+    ];
+    for (name, value) in rows {
+        println!("| {name:<28} | {value:>12} |");
+    }
+    for (name, mib) in &r.peak_rss_mib {
+        println!(
+            "| {:<28} | {:>12} |",
+            format!("peak RSS {name}"),
+            format!("{mib:.1} MiB")
+        );
+    }
+}

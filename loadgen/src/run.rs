@@ -1,0 +1,263 @@
+//! One load run: send orders, learn their ends from the events, measure.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use oms_shared::topology;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::{Args, RunReport};
+
+/// After sending stops, how long to wait for the last orders to end.
+const DRAIN: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Counters {
+    sent: u64,
+    accepted: u64,
+    confirmed: u64,
+    rejected: u64,
+    errors: u64,
+}
+
+/// Matches POST answers with terminal events, whichever comes first.
+struct Tracker {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Accepted, not ended yet: when its POST started.
+    pending: HashMap<Uuid, Instant>,
+    /// Ended before its POST answer was read (or not ours): when, and whether confirmed.
+    early: HashMap<Uuid, (Instant, bool)>,
+    latency_us: Histogram<u64>,
+    counters: Counters,
+    last_end: Option<Instant>,
+}
+
+impl Tracker {
+    fn new() -> Self {
+        Tracker {
+            inner: Mutex::new(Inner {
+                pending: HashMap::new(),
+                early: HashMap::new(),
+                // 1 µs to 10 min, 3 significant digits.
+                latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)
+                    .expect("valid histogram bounds"),
+                counters: Counters::default(),
+                last_end: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding it would already have ended the run.
+        self.inner.lock().expect("tracker lock")
+    }
+
+    fn sent(&self) {
+        self.lock().counters.sent += 1;
+    }
+
+    fn error(&self) {
+        self.lock().counters.errors += 1;
+    }
+
+    fn accepted(&self, id: Uuid, started: Instant) {
+        let mut inner = self.lock();
+        inner.counters.accepted += 1;
+        match inner.early.remove(&id) {
+            Some((ended, confirmed)) => inner.record(started, ended, confirmed),
+            None => {
+                inner.pending.insert(id, started);
+            }
+        }
+    }
+
+    fn ended(&self, id: Uuid, confirmed: bool, at: Instant) {
+        let mut inner = self.lock();
+        match inner.pending.remove(&id) {
+            Some(started) => inner.record(started, at, confirmed),
+            None => {
+                inner.early.insert(id, (at, confirmed));
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn record(&mut self, started: Instant, ended: Instant, confirmed: bool) {
+        let us = ended.saturating_duration_since(started).as_micros().max(1) as u64;
+        let _ = self.latency_us.record(us.min(600_000_000));
+        if confirmed {
+            self.counters.confirmed += 1;
+        } else {
+            self.counters.rejected += 1;
+        }
+        self.last_end = Some(self.last_end.map_or(ended, |l| l.max(ended)));
+    }
+}
+
+pub async fn run(
+    args: &Args,
+    nats: &async_nats::Client,
+    rate: Option<u64>,
+) -> anyhow::Result<RunReport> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let tracker = Arc::new(Tracker::new());
+
+    // The ends, straight from the events.
+    let mut ends = futures::stream::select(
+        nats.subscribe(topology::ORDERS_CONFIRMED_ALL).await?,
+        nats.subscribe(topology::ORDERS_REJECTED_ALL).await?,
+    );
+    nats.flush().await?;
+    let listener = {
+        let tracker = tracker.clone();
+        tokio::spawn(async move {
+            while let Some(message) = ends.next().await {
+                let now = Instant::now();
+                let confirmed = message
+                    .subject
+                    .starts_with(topology::ORDERS_CONFIRMED_PREFIX);
+                if let Some(id) = message
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                {
+                    tracker.ended(id, confirmed, now);
+                }
+            }
+        })
+    };
+    let rss = crate::rss::RssSampler::start();
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.duration.as_secs())
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
+            .expect("a valid template"),
+    );
+    let started = Instant::now();
+    let end = started + args.duration;
+    let slots = Arc::new(Semaphore::new(args.concurrency));
+    let mut sequence: u64 = 0;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tick = rate.map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r.max(1) as f64));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    let mut last_report = Instant::now();
+    while Instant::now() < end {
+        let permit = match &mut tick {
+            // Open loop: one order per tick, whatever the answers do; a full window is an error
+            // (the system is not keeping up with the offered load).
+            Some(t) => {
+                t.tick().await;
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        tracker.sent();
+                        tracker.error();
+                        continue;
+                    }
+                }
+            }
+            // Closed loop: the next order as soon as a slot frees.
+            None => slots.clone().acquire_owned().await?,
+        };
+        sequence += 1;
+        let reject = (sequence % 100) < (args.reject_share * 100.0).round() as u64;
+        let body = json!({
+            "customerId": if reject { "OMS-Cust-003" } else { "OMS-Cust-001" },
+            "totalAmount": 9.99,
+            "items": [{"productId": args.product, "quantity": 1}],
+        });
+        let (http, url, task_tracker) = (
+            http.clone(),
+            format!("{}/orders", args.url),
+            tracker.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = permit;
+            let tracker = task_tracker;
+            tracker.sent();
+            let t0 = Instant::now();
+            match http.post(&url).json(&body).send().await {
+                Ok(r) if r.status().as_u16() == 202 => {
+                    let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                    match answer["orderId"].as_str().and_then(|s| s.parse().ok()) {
+                        Some(id) => tracker.accepted(id, t0),
+                        None => tracker.error(),
+                    }
+                }
+                _ => tracker.error(),
+            }
+        });
+        // Reap finished request tasks so the set stays small.
+        while tasks.try_join_next().is_some() {}
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            bar.set_position(started.elapsed().as_secs());
+            let c = &tracker.lock().counters;
+            bar.set_message(format!(
+                "sent {} accepted {} ended {} errors {}",
+                c.sent,
+                c.accepted,
+                c.confirmed + c.rejected,
+                c.errors
+            ));
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let sending = started.elapsed();
+    bar.set_message("draining");
+    // Wait for the accepted orders to end (polling our own counters, bounded).
+    let drain_until = Instant::now() + DRAIN;
+    while !tracker.lock().pending.is_empty() && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bar.finish_and_clear();
+    listener.abort();
+    let peak_rss_mib = rss.stop().await;
+
+    let inner = tracker.lock();
+    let c = &inner.counters;
+    let ended = c.confirmed + c.rejected;
+    let window = inner
+        .last_end
+        .map_or(sending, |l| l.duration_since(started).max(sending));
+    let q = |p: f64| inner.latency_us.value_at_quantile(p) as f64 / 1000.0;
+    Ok(RunReport {
+        mode: if rate.is_some() { "open" } else { "closed" }.into(),
+        offered_per_sec: rate,
+        seconds: window.as_secs_f64(),
+        sent: c.sent,
+        accepted: c.accepted,
+        confirmed: c.confirmed,
+        rejected: c.rejected,
+        errors: c.errors,
+        unfinished: inner.pending.len() as u64,
+        orders_per_sec: ended as f64 / window.as_secs_f64(),
+        p50_ms: q(0.50),
+        p90_ms: q(0.90),
+        p99_ms: q(0.99),
+        max_ms: inner.latency_us.max() as f64 / 1000.0,
+        peak_rss_mib,
+    })
+}
