@@ -196,6 +196,7 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
         ("item3", 1000),
         ("item4", 5),
         ("item5", 0),
+        ("bench", 1_000_000_000),
     ]
     .into();
     eventually(DEADLINE, "stock to balance", || {
