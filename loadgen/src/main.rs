@@ -134,6 +134,9 @@ async fn main() -> anyhow::Result<()> {
         one_hop_per_sec: one_hop,
         ratio,
     };
+    if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     std::fs::write(&args.json, serde_json::to_vec_pretty(&report)?)?;
     println!("report: {}", args.json.display());
     Ok(())

@@ -34,6 +34,9 @@ fn load_font() -> anyhow::Result<()> {
 /// p50, p90 and p99 (ms, log scale) against offered orders/s.
 pub fn latency_vs_load(runs: &[RunReport], path: &Path) -> anyhow::Result<()> {
     load_font()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let points: Vec<(f64, [f64; 3])> = runs
         .iter()
         .filter_map(|r| Some((r.offered_per_sec? as f64, [r.p50_ms, r.p90_ms, r.p99_ms])))

@@ -36,6 +36,8 @@ struct Inner {
     pending: HashMap<Uuid, Instant>,
     /// Ended before its POST answer was read (or not ours): when, and whether confirmed.
     early: HashMap<Uuid, (Instant, bool)>,
+    /// Closed loop: who waits for which order to end.
+    waiters: HashMap<Uuid, tokio::sync::oneshot::Sender<()>>,
     latency_us: Histogram<u64>,
     counters: Counters,
     last_end: Option<Instant>,
@@ -47,6 +49,7 @@ impl Tracker {
             inner: Mutex::new(Inner {
                 pending: HashMap::new(),
                 early: HashMap::new(),
+                waiters: HashMap::new(),
                 // 1 µs to 10 min, 3 significant digits.
                 latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)
                     .expect("valid histogram bounds"),
@@ -69,21 +72,33 @@ impl Tracker {
         self.lock().counters.errors += 1;
     }
 
-    fn accepted(&self, id: Uuid, started: Instant) {
+    /// Records an accepted order; the receiver fires when it ends (at once if it already has).
+    fn accepted(&self, id: Uuid, started: Instant) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let mut inner = self.lock();
         inner.counters.accepted += 1;
         match inner.early.remove(&id) {
-            Some((ended, confirmed)) => inner.record(started, ended, confirmed),
+            Some((ended, confirmed)) => {
+                inner.record(started, ended, confirmed);
+                let _ = tx.send(());
+            }
             None => {
                 inner.pending.insert(id, started);
+                inner.waiters.insert(id, tx);
             }
         }
+        rx
     }
 
     fn ended(&self, id: Uuid, confirmed: bool, at: Instant) {
         let mut inner = self.lock();
         match inner.pending.remove(&id) {
-            Some(started) => inner.record(started, at, confirmed),
+            Some(started) => {
+                inner.record(started, at, confirmed);
+                if let Some(waiter) = inner.waiters.remove(&id) {
+                    let _ = waiter.send(());
+                }
+            }
             None => {
                 inner.early.insert(id, (at, confirmed));
             }
@@ -141,6 +156,7 @@ pub async fn run(
             }
         })
     };
+    wait_idle(nats).await?;
     let rss = crate::rss::RssSampler::start();
 
     let bar = if args.quiet {
@@ -193,6 +209,7 @@ pub async fn run(
             format!("{}/orders", args.url),
             tracker.clone(),
         );
+        let closed_loop = rate.is_none();
         tasks.spawn(async move {
             let _permit = permit;
             let tracker = task_tracker;
@@ -202,7 +219,13 @@ pub async fn run(
                 Ok(r) if r.status().as_u16() == 202 => {
                     let answer: serde_json::Value = r.json().await.unwrap_or_default();
                     match answer["orderId"].as_str().and_then(|s| s.parse().ok()) {
-                        Some(id) => tracker.accepted(id, t0),
+                        Some(id) => {
+                            let ended = tracker.accepted(id, t0);
+                            // Closed loop: the slot frees when the order has ended.
+                            if closed_loop {
+                                let _ = tokio::time::timeout(DRAIN, ended).await;
+                            }
+                        }
                         None => tracker.error(),
                     }
                 }
@@ -260,4 +283,40 @@ pub async fn run(
         max_ms: inner.latency_us.max() as f64 / 1000.0,
         peak_rss_mib,
     })
+}
+
+/// Waits until no durable consumer of the saga has work left, so one run's backlog does not
+/// count against the next.
+async fn wait_idle(nats: &async_nats::Client) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(nats.clone());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut told = false;
+    loop {
+        let mut busy = 0;
+        for (stream, _) in topology::STREAMS {
+            let Ok(stream) = js.get_stream(stream).await else {
+                continue;
+            };
+            let mut names = stream.consumer_names();
+            while let Some(Ok(name)) = names.next().await {
+                let info = stream
+                    .consumer_info(&name)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                busy += info.num_pending + info.num_ack_pending as u64;
+            }
+        }
+        if busy == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the saga still has {busy} messages to process after 5 minutes"
+        );
+        if !told {
+            eprintln!("waiting for the saga to finish earlier work ({busy} messages)");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
