@@ -359,3 +359,19 @@ pub async fn wait_terminal(http: &reqwest::Client, edge: &str, id: &str) -> Valu
     })
     .await
 }
+
+/// The order ids that have a charge in the payment ledger.
+pub async fn charged(js: &jetstream::Context) -> std::collections::HashSet<String> {
+    use futures::StreamExt;
+    let ledger = js
+        .get_key_value("payment-ledger")
+        .await
+        .expect("the ledger bucket");
+    ledger
+        .keys()
+        .await
+        .expect("ledger keys")
+        .map(|k| k.expect("a ledger key"))
+        .collect()
+        .await
+}

@@ -3,14 +3,11 @@
 //! node, restarted, catches up.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use oms_e2e::procs::{Broker, Processes};
+use oms_e2e::procs::{Broker, Load, Processes, all_final};
 use oms_e2e::testing::{NatsCluster, eventually};
-use oms_e2e::{ORDERS, items_body, place_until_accepted};
+use oms_e2e::{ORDERS, items_body};
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -52,43 +49,9 @@ async fn lose_a_node_mid_load(victim: Victim) {
     )
     .await;
     let js = procs.jetstream().await;
-    let edge = procs.edge();
-    let http = procs.http.clone();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let placing = {
-        let (edge, http, accepted) = (edge.clone(), http.clone(), accepted.clone());
-        tokio::spawn(async move {
-            futures::stream::iter(0..ORDERS_PLACED)
-                .map(|i| {
-                    let (edge, http, accepted) = (edge.clone(), http.clone(), accepted.clone());
-                    async move {
-                        let id =
-                            place_until_accepted(&http, &edge, &order(i), &format!("f{i}")).await;
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                        (i, id)
-                    }
-                })
-                .buffer_unordered(16)
-                .collect::<Vec<_>>()
-                .await
-        })
-    };
-    let reached = |n: usize| {
-        let accepted = accepted.clone();
-        async move {
-            eventually(
-                Duration::from_secs(180),
-                &format!("{n} orders accepted"),
-                || {
-                    let accepted = accepted.clone();
-                    async move { (accepted.load(Ordering::Relaxed) >= n).then_some(()) }
-                },
-            )
-            .await
-        }
-    };
+    let load = Load::start(&procs, ORDERS_PLACED, "f", order);
 
-    reached(ORDERS_PLACED / 3).await;
+    load.reached(ORDERS_PLACED / 3).await;
     let leader = js
         .get_stream(ORDERS)
         .await
@@ -109,14 +72,14 @@ async fn lose_a_node_mid_load(victim: Victim) {
     let killed_name = cluster.name(node).to_string();
     cluster.kill(node);
     let killed_at = Instant::now();
-    let before = accepted.load(Ordering::Relaxed);
+    let before = load.accepted();
     // Recovered: orders are accepted again (a new leader, if the leader was lost).
-    reached(before + 50).await;
+    load.reached(before + 50).await;
     let recovery = killed_at.elapsed();
 
-    reached(2 * ORDERS_PLACED / 3).await;
+    load.reached(2 * ORDERS_PLACED / 3).await;
     tokio::task::block_in_place(|| procs.cluster().start_node(node));
-    let placed = placing.await.unwrap();
+    let placed = load.finish().await;
     let ids: HashSet<&str> = placed.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(ids.len(), ORDERS_PLACED, "one order id per idempotency key");
 
@@ -124,24 +87,7 @@ async fn lose_a_node_mid_load(victim: Victim) {
     let orders = oms_shared::db::connect(&procs.database_url("order"))
         .await
         .unwrap();
-    let ended = Instant::now();
-    loop {
-        let done: i64 = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE status <> 'PENDING'")
-            .fetch_one(&orders)
-            .await
-            .unwrap()
-            .get("n");
-        if done as usize == ORDERS_PLACED {
-            break;
-        }
-        assert!(
-            ended.elapsed() < Duration::from_secs(60),
-            "only {done} of {ORDERS_PLACED} orders terminal\n{}",
-            procs.log_tails(10)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let settle = ended.elapsed();
+    let settle = all_final(&procs, &orders, ORDERS_PLACED, Duration::from_secs(60)).await;
     let rows = sqlx::query("SELECT order_id, status FROM orders")
         .fetch_all(&orders)
         .await
@@ -159,14 +105,7 @@ async fn lose_a_node_mid_load(victim: Victim) {
         oms_e2e::count(&js, ORDERS, "orders.placed.*").await,
         ORDERS_PLACED as u64
     );
-    let ledger = js.get_key_value("payment-ledger").await.unwrap();
-    let charged: HashSet<String> = ledger
-        .keys()
-        .await
-        .unwrap()
-        .map(|k| k.unwrap())
-        .collect()
-        .await;
+    let charged = oms_e2e::charged(&js).await;
     assert_eq!(charged, confirmed, "each confirmed order charged once");
 
     // The restarted node catches up: every replica of every stream current, no lag.

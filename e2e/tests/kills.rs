@@ -3,14 +3,11 @@
 //! cores while it runs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
-use oms_e2e::procs::Processes;
+use oms_e2e::procs::{Load, Processes, all_final};
 use oms_e2e::testing::eventually;
-use oms_e2e::{DEADLINE, ORDERS, PAYMENTS, items_body, place_until_accepted};
+use oms_e2e::{DEADLINE, ORDERS, PAYMENTS, items_body};
 use serde_json::{Value, json};
 use sqlx::{AnyPool, Row};
 
@@ -34,29 +31,7 @@ fn mixed_order(i: usize) -> Value {
 async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
     const ORDERS_PLACED: usize = 1_000;
     let mut procs = Processes::start(&[("OMS_CONSUMERS__ACK_WAIT", "2s")]).await;
-    let edge = procs.edge();
-    let http = procs.http.clone();
-    let accepted = Arc::new(AtomicUsize::new(0));
-
-    let placing = {
-        let (edge, http, accepted) = (edge.clone(), http.clone(), accepted.clone());
-        tokio::spawn(async move {
-            futures::stream::iter(0..ORDERS_PLACED)
-                .map(|i| {
-                    let (edge, http, accepted) = (edge.clone(), http.clone(), accepted.clone());
-                    async move {
-                        let id =
-                            place_until_accepted(&http, &edge, &mixed_order(i), &format!("k{i}"))
-                                .await;
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                        (i, id)
-                    }
-                })
-                .buffer_unordered(16)
-                .collect::<Vec<_>>()
-                .await
-        })
-    };
+    let load = Load::start(&procs, ORDERS_PLACED, "k", mixed_order);
 
     // Kill each service in turn with SIGKILL while orders flow, and restart the broker once.
     let mut kills = Vec::new();
@@ -69,15 +44,7 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
         (800, "edge"),
     ];
     for (at, victim) in schedule {
-        eventually(
-            Duration::from_secs(120),
-            &format!("{at} orders accepted"),
-            || {
-                let accepted = accepted.clone();
-                async move { (accepted.load(Ordering::Relaxed) >= at).then_some(()) }
-            },
-        )
-        .await;
+        load.reached(at).await;
         if victim == "nats-server" {
             tokio::task::block_in_place(|| procs.nats().restart());
         } else {
@@ -90,31 +57,14 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
         }
         kills.push(victim);
     }
-    let placed = placing.await.unwrap();
+    let placed = load.finish().await;
     assert_eq!(placed.len(), ORDERS_PLACED);
     let ids: HashSet<&str> = placed.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(ids.len(), ORDERS_PLACED, "one order id per idempotency key");
 
     // Every accepted order ends within 30 s, exactly once.
     let orders = open(&procs, "order").await;
-    let ended = std::time::Instant::now();
-    loop {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM orders WHERE status <> 'PENDING'")
-            .fetch_one(&orders)
-            .await
-            .unwrap();
-        let done = row.get::<i64, _>("n") as usize;
-        if done == ORDERS_PLACED {
-            break;
-        }
-        assert!(
-            ended.elapsed() < Duration::from_secs(30),
-            "only {done} of {ORDERS_PLACED} orders terminal 30 s after the last 202\n{}",
-            procs.log_tails(15)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let settle = ended.elapsed();
+    let settle = all_final(&procs, &orders, ORDERS_PLACED, Duration::from_secs(30)).await;
     let rows = sqlx::query("SELECT order_id, status, reason FROM orders")
         .fetch_all(&orders)
         .await
@@ -178,12 +128,7 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
     assert_eq!(item4_confirmed, 5, "item4 sold out exactly");
 
     // The ledger holds exactly one charge per confirmed order, none for rejected ones.
-    let ledger = js.get_key_value("payment-ledger").await.unwrap();
-    let mut charged = HashSet::new();
-    let mut keys = ledger.keys().await.unwrap();
-    while let Some(key) = keys.next().await {
-        charged.insert(key.unwrap());
-    }
+    let charged = oms_e2e::charged(&js).await;
     let confirmed_owned: HashSet<String> = confirmed.iter().map(|s| s.to_string()).collect();
     assert_eq!(charged, confirmed_owned, "charged = confirmed, each once");
     assert!(oms_e2e::count(&js, PAYMENTS, "payments.processed.*").await >= confirmed.len() as u64);
