@@ -14,12 +14,13 @@ use oms_shared::bus::{self, HandleError, Handler};
 use oms_shared::events::{CustomerValidated, Rejection};
 use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, db};
+use oms_shared::{Config, Envelope, Event, OrderSnapshot, db};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
+use uuid::Uuid;
 
 use crate::decide::{Verdict, decide};
 
@@ -85,31 +86,85 @@ struct Customers {
 }
 
 impl Handler for Customers {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let Event::OrderPlaced(order) = envelope.event else {
-            return Ok(()); // not ours: the filter only sends orders.placed
-        };
-        let verdict = match store::verdict_of(&self.pool, envelope.order_id).await? {
-            Some(kept) => kept,
-            None => {
-                let customer = store::customer(&self.pool, &order.customer_id).await?;
-                let verdict = decide(customer.as_ref(), &order);
-                store::keep_verdict(&self.pool, envelope.order_id, &verdict).await?
+    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+        bus::whole_or_each(&events, |events| async move {
+            let answers = self.decide_all(events).await?;
+            Ok(bus::announce(&self.js, answers).await)
+        })
+        .await
+    }
+}
+
+impl Customers {
+    /// Decides every placed order of the batch and keeps the verdicts, in one transaction;
+    /// returns the answer to publish for each event. An order decided before gets the
+    /// decision it got then.
+    async fn decide_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
+        let placed: Vec<(Uuid, &OrderSnapshot)> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::OrderPlaced(order) => Some((e.order_id, order)),
+                _ => None, // not ours: the filter only sends orders.placed
+            })
+            .collect();
+        let orders: Vec<Uuid> = placed.iter().map(|(id, _)| *id).collect();
+        let mut tx = db::begin_write(&self.pool).await?;
+        let mut kept = store::verdicts(&mut tx, &orders).await?;
+        let undecided: Vec<&(Uuid, &OrderSnapshot)> = placed
+            .iter()
+            .filter(|(id, _)| !kept.contains_key(id))
+            .collect();
+        if !undecided.is_empty() {
+            let mut ids: Vec<&str> = undecided
+                .iter()
+                .map(|(_, o)| o.customer_id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let customers = store::customers(&mut tx, &ids).await?;
+            let mut decided: Vec<(Uuid, Verdict)> = Vec::with_capacity(undecided.len());
+            for (order_id, order) in undecided {
+                if !decided.iter().any(|(id, _)| id == order_id) {
+                    decided.push((*order_id, decide(customers.get(&order.customer_id), order)));
+                }
             }
-        };
-        let event = match verdict {
-            Verdict::Validated { credit_limit } => Event::CustomerValidated(CustomerValidated {
-                order,
-                credit_limit,
-            }),
-            Verdict::Rejected { reason, detail } => Event::CustomerRejected(Rejection {
-                order,
-                reason,
-                detail,
-            }),
-        };
-        bus::publish(&self.js, &Envelope::new(envelope.order_id, event)).await?;
-        Ok(())
+            if store::keep_verdicts(&mut tx, &decided).await? == decided.len() {
+                kept.extend(decided);
+            } else {
+                // Another instance decided some of them first: its verdicts stand.
+                kept = store::verdicts(&mut tx, &orders).await?;
+            }
+        }
+        tx.commit().await?;
+        events
+            .iter()
+            .map(|envelope| {
+                let Event::OrderPlaced(order) = &envelope.event else {
+                    return Ok(None);
+                };
+                let order = order.clone();
+                let kept = kept.get(&envelope.order_id).ok_or_else(|| {
+                    HandleError::transient(anyhow::anyhow!(
+                        "no verdict kept for {}",
+                        envelope.order_id
+                    ))
+                })?;
+                let event = match kept.clone() {
+                    Verdict::Validated { credit_limit } => {
+                        Event::CustomerValidated(CustomerValidated {
+                            order,
+                            credit_limit,
+                        })
+                    }
+                    Verdict::Rejected { reason, detail } => Event::CustomerRejected(Rejection {
+                        order,
+                        reason,
+                        detail,
+                    }),
+                };
+                Ok(Some(Envelope::new(envelope.order_id, event)))
+            })
+            .collect()
     }
 }
 

@@ -1,8 +1,11 @@
 //! The customer service's SQL: customers and the verdict kept per order.
 
-use oms_shared::db::now_micros;
+use oms_shared::db::{MAX_ROWS, in_list, now_micros, tuples};
 use oms_shared::{Money, Reason};
-use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use crate::decide::{Customer, Verdict};
@@ -17,52 +20,108 @@ pub async fn customer(pool: &AnyPool, customer_id: &str) -> Result<Option<Custom
     .bind(customer_id)
     .fetch_optional(pool)
     .await?;
-    row.map(|r| {
-        Ok(Customer {
-            customer_id: r.try_get("customer_id")?,
-            name: r.try_get("name")?,
-            blocked: r.try_get::<String, _>("status")? == "BLOCKED",
-            credit_limit: Money::from_cents(r.try_get("credit_limit_cents")?),
-        })
+    row.as_ref().map(customer_of).transpose()
+}
+
+/// The customers among `ids` that exist.
+pub async fn customers(
+    conn: &mut AnyConnection,
+    ids: &[&str],
+) -> Result<HashMap<String, Customer>, sqlx::Error> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT customer_id, name, status, credit_limit_cents FROM customers \
+             WHERE customer_id IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let customer = customer_of(&row)?;
+            found.insert(customer.customer_id.clone(), customer);
+        }
+    }
+    Ok(found)
+}
+
+fn customer_of(r: &AnyRow) -> Result<Customer, sqlx::Error> {
+    Ok(Customer {
+        customer_id: r.try_get("customer_id")?,
+        name: r.try_get("name")?,
+        blocked: r.try_get::<String, _>("status")? == "BLOCKED",
+        credit_limit: Money::from_cents(r.try_get("credit_limit_cents")?),
     })
-    .transpose()
 }
 
-/// Records `verdict` for the order unless one is recorded already; returns the one that stands,
-/// so a redelivery (or a second instance) republishes the first decision, never a new one.
-pub async fn keep_verdict(
-    pool: &AnyPool,
-    order_id: Uuid,
-    verdict: &Verdict,
-) -> Result<Verdict, sqlx::Error> {
-    let (reason, detail, limit) = match verdict {
-        Verdict::Validated { credit_limit } => (None, String::new(), Some(credit_limit.cents())),
-        Verdict::Rejected { reason, detail } => (Some(reason.as_str()), detail.clone(), None),
-    };
-    sqlx::query(
-        "INSERT INTO verdicts (order_id, reason, detail, credit_limit_cents, decided_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.to_string())
-    .bind(reason)
-    .bind(detail)
-    .bind(limit)
-    .bind(now_micros())
-    .execute(pool)
-    .await?;
-    let kept = verdict_of(pool, order_id).await?;
-    Ok(kept.expect("the verdict was just inserted or already there"))
+/// Records each verdict unless one is recorded for its order already; returns how many were
+/// new. The first decision stands: a redelivery (or a second instance) republishes it.
+pub async fn keep_verdicts(
+    conn: &mut AnyConnection,
+    verdicts: &[(Uuid, Verdict)],
+) -> Result<usize, sqlx::Error> {
+    let now = now_micros();
+    let mut inserted = 0;
+    for chunk in verdicts.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO verdicts (order_id, reason, detail, credit_limit_cents, decided_at) \
+             VALUES {} ON CONFLICT (order_id) DO NOTHING",
+            tuples(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (order_id, verdict) in chunk {
+            let (reason, detail, limit) = match verdict {
+                Verdict::Validated { credit_limit } => {
+                    (None, String::new(), Some(credit_limit.cents()))
+                }
+                Verdict::Rejected { reason, detail } => {
+                    (Some(reason.as_str()), detail.clone(), None)
+                }
+            };
+            query = query
+                .bind(order_id.to_string())
+                .bind(reason)
+                .bind(detail)
+                .bind(limit)
+                .bind(now);
+        }
+        inserted += query.execute(&mut *conn).await?.rows_affected() as usize;
+    }
+    Ok(inserted)
 }
 
-pub async fn verdict_of(pool: &AnyPool, order_id: Uuid) -> Result<Option<Verdict>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT reason, detail, credit_limit_cents FROM verdicts WHERE order_id = $1")
-            .bind(order_id.to_string())
-            .fetch_optional(pool)
-            .await?;
-    let Some(row) = row else { return Ok(None) };
+/// The verdicts kept for those of `orders` that have one.
+pub async fn verdicts(
+    conn: &mut AnyConnection,
+    orders: &[Uuid],
+) -> Result<HashMap<Uuid, Verdict>, sqlx::Error> {
+    let mut kept = HashMap::with_capacity(orders.len());
+    for chunk in orders.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT order_id, reason, detail, credit_limit_cents FROM verdicts \
+             WHERE order_id IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for order_id in chunk {
+            query = query.bind(order_id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let order_id: String = row.try_get("order_id")?;
+            let order_id = order_id
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            kept.insert(order_id, verdict_of(&row)?);
+        }
+    }
+    Ok(kept)
+}
+
+fn verdict_of(row: &AnyRow) -> Result<Verdict, sqlx::Error> {
     let reason: Option<String> = row.try_get("reason")?;
-    Ok(Some(match reason.as_deref().and_then(Reason::parse) {
+    Ok(match reason.as_deref().and_then(Reason::parse) {
         Some(reason) => Verdict::Rejected {
             reason,
             detail: row.try_get("detail")?,
@@ -73,5 +132,5 @@ pub async fn verdict_of(pool: &AnyPool, order_id: Uuid) -> Result<Option<Verdict
                     .unwrap_or(0),
             ),
         },
-    }))
+    })
 }

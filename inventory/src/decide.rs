@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oms_shared::{Item, Reason};
+use uuid::Uuid;
 
 /// Quantities per product; a product listed twice adds up. Sorted, so that every writer
 /// touches rows in the same order.
@@ -92,6 +93,122 @@ pub fn on_rejected(current: Option<Status>) -> OnRejected {
     }
 }
 
+/// One event of a batch, as the planner sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    Placed(Uuid, &'a [Item]),
+    Rejected(Uuid),
+}
+
+/// What a step answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Reserved,
+    Rejected(Reason, String),
+    Released,
+    /// Nothing to announce (a rejection of an order that took nothing).
+    Silent,
+}
+
+/// A reservation as the store keeps it: its status, why it was rejected, what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub status: Status,
+    pub reason: Option<(Reason, String)>,
+    pub items: BTreeMap<String, i64>,
+}
+
+/// The effects of a batch: reservations to insert, orders whose stock goes back, the net
+/// change of each product's stock, and one answer per step.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub answers: Vec<Answer>,
+    pub new: Vec<(Uuid, Held)>,
+    pub released: Vec<Uuid>,
+    pub delta: BTreeMap<String, i64>,
+}
+
+/// Folds the steps of a batch, in order, over the stored reservations and stock, as if each
+/// were applied alone after the ones before it. A step for an order seen before repeats what
+/// was decided then (redeliveries, and a rejection that came before its order).
+pub fn plan(
+    steps: &[Step<'_>],
+    mut held: HashMap<Uuid, Held>,
+    mut stock: HashMap<String, i64>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for step in steps {
+        let answer = match *step {
+            Step::Placed(order_id, items) => {
+                let current = match held.get(&order_id) {
+                    Some(h) => h.clone(),
+                    None => {
+                        let wanted = totals(items);
+                        let new = match reserve(&wanted, &stock) {
+                            Ok(()) => {
+                                for (product, quantity) in &wanted {
+                                    *stock.get_mut(product).expect("checked by reserve") -=
+                                        quantity;
+                                    *plan.delta.entry(product.clone()).or_default() -= quantity;
+                                }
+                                Held {
+                                    status: Status::Reserved,
+                                    reason: None,
+                                    items: wanted,
+                                }
+                            }
+                            Err(why) => Held {
+                                status: Status::Rejected,
+                                reason: Some(why),
+                                items: BTreeMap::new(),
+                            },
+                        };
+                        plan.new.push((order_id, new.clone()));
+                        held.insert(order_id, new.clone());
+                        new
+                    }
+                };
+                match (current.status, current.reason) {
+                    (Status::Reserved, _) => Answer::Reserved,
+                    (Status::Rejected, Some((reason, detail))) => Answer::Rejected(reason, detail),
+                    // Rejected before it was placed: reserve nothing, say nothing.
+                    _ => Answer::Silent,
+                }
+            }
+            Step::Rejected(order_id) => {
+                let current = held.get_mut(&order_id);
+                match on_rejected(current.as_ref().map(|h| h.status)) {
+                    OnRejected::Release => {
+                        let h = current.expect("release implies a reservation");
+                        for (product, quantity) in &h.items {
+                            *stock.entry(product.clone()).or_default() += quantity;
+                            *plan.delta.entry(product.clone()).or_default() += quantity;
+                        }
+                        h.status = Status::Released;
+                        plan.released.push(order_id);
+                        Answer::Released
+                    }
+                    OnRejected::AnnounceAgain => Answer::Released,
+                    OnRejected::Cancel => {
+                        let h = Held {
+                            status: Status::Cancelled,
+                            reason: None,
+                            items: BTreeMap::new(),
+                        };
+                        plan.new.push((order_id, h.clone()));
+                        held.insert(order_id, h);
+                        Answer::Silent
+                    }
+                    OnRejected::Nothing => Answer::Silent,
+                }
+            }
+        };
+        plan.answers.push(answer);
+    }
+    plan.delta.retain(|_, d| *d != 0);
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +264,77 @@ mod tests {
             OnRejected::AnnounceAgain
         );
         assert_eq!(on_rejected(Some(Status::Cancelled)), OnRejected::Nothing);
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_batch_sees_the_stock_the_steps_before_it_left() {
+        let two = [item("item4", 2)];
+        let steps = [
+            Step::Placed(id(1), &two),
+            Step::Placed(id(2), &two),
+            Step::Placed(id(3), &two), // only 1 of 5 left
+            Step::Rejected(id(1)),     // gives 2 back
+            Step::Placed(id(4), &two),
+        ];
+        let p = plan(&steps, HashMap::new(), stock());
+        assert_eq!(p.answers[0], Answer::Reserved);
+        assert_eq!(p.answers[1], Answer::Reserved);
+        assert!(matches!(
+            p.answers[2],
+            Answer::Rejected(Reason::OutOfStock, _)
+        ));
+        assert_eq!(p.answers[3], Answer::Released);
+        assert_eq!(p.answers[4], Answer::Reserved);
+        assert_eq!(p.delta["item4"], -4);
+        assert_eq!(p.released, vec![id(1)]);
+        assert_eq!(p.new.len(), 4);
+    }
+
+    #[test]
+    fn a_rejection_first_cancels_and_a_repeat_changes_nothing() {
+        let one = [item("item1", 1)];
+        let steps = [
+            Step::Rejected(id(1)),
+            Step::Placed(id(1), &one),
+            Step::Placed(id(1), &one),
+        ];
+        let p = plan(&steps, HashMap::new(), stock());
+        assert_eq!(
+            p.answers,
+            vec![Answer::Silent, Answer::Silent, Answer::Silent]
+        );
+        assert!(p.delta.is_empty());
+        assert_eq!(p.new.len(), 1);
+        assert_eq!(p.new[0].1.status, Status::Cancelled);
+    }
+
+    #[test]
+    fn stored_reservations_are_repeated_not_redone() {
+        let one = [item("item1", 1)];
+        let held = HashMap::from([(
+            id(1),
+            Held {
+                status: Status::Reserved,
+                reason: None,
+                items: totals(&one),
+            },
+        )]);
+        let steps = [
+            Step::Placed(id(1), &one),
+            Step::Rejected(id(1)),
+            Step::Rejected(id(1)),
+        ];
+        let p = plan(&steps, held, stock());
+        assert_eq!(
+            p.answers,
+            vec![Answer::Reserved, Answer::Released, Answer::Released]
+        );
+        assert_eq!(p.delta["item1"], 1);
+        assert!(p.new.is_empty());
+        assert_eq!(p.released, vec![id(1)]);
     }
 }

@@ -17,7 +17,7 @@ use oms_shared::bus::{self, HandleError, Handler};
 use oms_shared::events::{Rejection, Snapshot};
 use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, OrderSnapshot, db};
+use oms_shared::{Config, Envelope, Event, db};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 use uuid::Uuid;
 
-use crate::decide::{OnRejected, Status, on_rejected, reserve, totals};
+use crate::decide::{Answer, Step, plan};
 
 pub const SERVICE: &str = "inventory";
 
@@ -85,95 +85,80 @@ struct Inventory {
 }
 
 impl Handler for Inventory {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let order_id = envelope.order_id;
-        let event = match envelope.event {
-            Event::OrderPlaced(order) => self.placed(order_id, order).await?,
-            Event::OrderRejected(rejection) => self.rejected(order_id, rejection.order).await?,
-            _ => None, // not ours: the filter only sends placed and rejected orders
-        };
-        if let Some(event) = event {
-            bus::publish(&self.js, &Envelope::new(order_id, event)).await?;
-        }
-        Ok(())
+    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+        bus::whole_or_each(&events, |events| async move {
+            let answers = self.apply_all(events).await?;
+            Ok(bus::announce(&self.js, answers).await)
+        })
+        .await
     }
 }
 
 impl Inventory {
-    /// Reserves the order's stock, or records why not; returns the event to announce.
-    async fn placed(
-        &self,
-        order_id: Uuid,
-        order: OrderSnapshot,
-    ) -> Result<Option<Event>, HandleError> {
-        let mut tx = db::begin_write(&self.pool).await?;
-        let kept = match store::reservation(&mut tx, order_id).await? {
-            // Seen before (a redelivery, or the rejection came first): repeat what was decided.
-            Some(r) => r,
-            None => {
-                let wanted = totals(&order.items);
-                let stock = store::stock(&mut tx, wanted.keys()).await?;
-                match reserve(&wanted, &stock) {
-                    Ok(()) => {
-                        if !store::take(&mut tx, order_id, &wanted).await? {
-                            return Err(HandleError::transient(anyhow::anyhow!(
-                                "stock changed while reserving; retrying"
-                            )));
-                        }
-                    }
-                    Err((reason, detail)) => {
-                        store::insert(&mut tx, order_id, Status::Rejected, Some(reason), &detail)
-                            .await?;
-                    }
-                }
-                store::reservation(&mut tx, order_id)
-                    .await?
-                    .expect("the reservation was just written")
-            }
-        };
-        tx.commit().await?;
-        Ok(match (kept.status, kept.reason) {
-            (Status::Reserved, _) => Some(Event::InventoryReserved(Snapshot { order })),
-            (Status::Rejected, Some(reason)) => Some(Event::InventoryRejected(Rejection {
-                order,
-                reason,
-                detail: kept.detail,
-            })),
-            // Rejected before it was placed: reserve nothing, say nothing.
-            _ => None,
-        })
-    }
+    /// Applies the batch in stream order in one transaction, each event seeing the stock the
+    /// ones before it left; returns what to announce for each.
+    async fn apply_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
+        let steps: Vec<Option<Step<'_>>> = events
+            .iter()
+            .map(|e| match &e.event {
+                Event::OrderPlaced(order) => Some(Step::Placed(e.order_id, &order.items)),
+                Event::OrderRejected(_) => Some(Step::Rejected(e.order_id)),
+                _ => None, // not ours: the filter only sends placed and rejected orders
+            })
+            .collect();
+        let mut orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+        orders.sort_unstable();
+        orders.dedup();
 
-    /// Gives the stock of a rejected order back; returns the event to announce.
-    async fn rejected(
-        &self,
-        order_id: Uuid,
-        order: OrderSnapshot,
-    ) -> Result<Option<Event>, HandleError> {
         let mut tx = db::begin_write(&self.pool).await?;
-        let current = store::reservation(&mut tx, order_id).await?;
-        let action = on_rejected(current.map(|r| r.status));
-        match action {
-            OnRejected::Release => store::release(&mut tx, order_id).await?,
-            OnRejected::Cancel => {
-                store::insert(
-                    &mut tx,
-                    order_id,
-                    Status::Cancelled,
-                    None,
-                    "rejected before it was placed",
-                )
-                .await?
-            }
-            OnRejected::AnnounceAgain | OnRejected::Nothing => {}
+        let held = store::reservations(&mut tx, &orders).await?;
+        let mut products: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::OrderPlaced(order) => Some(order.items.iter()),
+                _ => None,
+            })
+            .flatten()
+            .map(|i| i.product_id.as_str())
+            .chain(
+                held.values()
+                    .flat_map(|h| h.items.keys().map(String::as_str)),
+            )
+            .collect();
+        products.sort_unstable();
+        products.dedup();
+        let stock = store::stock(&mut tx, &products).await?;
+        let steps_in: Vec<Step<'_>> = steps.iter().flatten().copied().collect();
+        let plan = plan(&steps_in, held, stock);
+        if !store::adjust(&mut tx, &plan.delta).await? {
+            return Err(HandleError::transient(anyhow::anyhow!(
+                "stock changed while reserving; retrying"
+            )));
         }
+        store::insert(&mut tx, &plan.new).await?;
+        store::mark_released(&mut tx, &plan.released).await?;
         tx.commit().await?;
-        Ok(match action {
-            OnRejected::Release | OnRejected::AnnounceAgain => {
-                Some(Event::InventoryReleased(Snapshot { order }))
-            }
-            OnRejected::Cancel | OnRejected::Nothing => None,
-        })
+
+        let mut answers = plan.answers.into_iter();
+        Ok(events
+            .iter()
+            .zip(&steps)
+            .map(|(envelope, step)| {
+                step.as_ref()?;
+                let order = envelope.event.order().clone();
+                let event = match answers.next()? {
+                    Answer::Reserved => Event::InventoryReserved(Snapshot { order }),
+                    Answer::Rejected(reason, detail) => Event::InventoryRejected(Rejection {
+                        order,
+                        reason,
+                        detail,
+                    }),
+                    Answer::Released => Event::InventoryReleased(Snapshot { order }),
+                    Answer::Silent => return None,
+                };
+                Some(Envelope::new(envelope.order_id, event))
+            })
+            .collect())
     }
 }
 

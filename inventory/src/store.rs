@@ -3,22 +3,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oms_shared::Reason;
-use oms_shared::db::now_micros;
-use sqlx::{AnyConnection, AnyPool, Row};
+use oms_shared::db::{MAX_ROWS, in_list, now_micros, tuples};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use crate::decide::Status;
+use crate::decide::{Held, Status};
 
 pub static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 pub static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// A reservation as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub status: Status,
-    pub reason: Option<Reason>,
-    pub detail: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
@@ -27,57 +20,98 @@ pub struct Product {
     pub available: i64,
 }
 
-pub async fn reservation(
+/// The stored reservations among `orders`, with what each holds.
+pub async fn reservations(
     conn: &mut AnyConnection,
-    order_id: Uuid,
-) -> Result<Option<Reservation>, sqlx::Error> {
-    let row = sqlx::query("SELECT status, reason, detail FROM reservations WHERE order_id = $1")
-        .bind(order_id.to_string())
-        .fetch_optional(conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let status: String = row.try_get("status")?;
-    let reason: Option<String> = row.try_get("reason")?;
-    Ok(Some(Reservation {
-        status: Status::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?,
-        reason: reason.as_deref().and_then(Reason::parse),
-        detail: row.try_get("detail")?,
-    }))
+    orders: &[Uuid],
+) -> Result<HashMap<Uuid, Held>, sqlx::Error> {
+    let mut held = HashMap::with_capacity(orders.len());
+    for chunk in orders.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT order_id, status, reason, detail FROM reservations WHERE order_id IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for order_id in chunk {
+            query = query.bind(order_id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let status: String = row.try_get("status")?;
+            let status = Status::parse(&status)
+                .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
+            let reason: Option<String> = row.try_get("reason")?;
+            let detail: String = row.try_get("detail")?;
+            held.insert(
+                uuid_of(&row)?,
+                Held {
+                    status,
+                    reason: reason
+                        .as_deref()
+                        .and_then(Reason::parse)
+                        .map(|r| (r, detail)),
+                    items: BTreeMap::new(),
+                },
+            );
+        }
+        let sql = format!(
+            "SELECT order_id, product_id, quantity FROM reservation_items WHERE order_id IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for order_id in chunk {
+            query = query.bind(order_id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            if let Some(h) = held.get_mut(&uuid_of(&row)?) {
+                h.items
+                    .insert(row.try_get("product_id")?, row.try_get("quantity")?);
+            }
+        }
+    }
+    Ok(held)
+}
+
+fn uuid_of(row: &AnyRow) -> Result<Uuid, sqlx::Error> {
+    row.try_get::<String, _>("order_id")?
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Available stock of each of `products` that exists.
-pub async fn stock<'a>(
+pub async fn stock(
     conn: &mut AnyConnection,
-    products: impl Iterator<Item = &'a String>,
+    products: &[&str],
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
-    let mut stock = HashMap::new();
-    for product in products {
-        let row = sqlx::query("SELECT available FROM products WHERE product_id = $1")
-            .bind(product.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = row {
-            stock.insert(product.clone(), row.try_get("available")?);
+    let mut stock = HashMap::with_capacity(products.len());
+    for chunk in products.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT product_id, available FROM products WHERE product_id IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for product in chunk {
+            query = query.bind(*product);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            stock.insert(row.try_get("product_id")?, row.try_get("available")?);
         }
     }
     Ok(stock)
 }
 
-/// Takes `wanted` from stock and records the reservation. Returns false (and the caller rolls
-/// back) if any product no longer has enough: the guard in the UPDATE keeps stock from ever
-/// going below zero, whatever runs concurrently.
-pub async fn take(
+/// Applies the net change of each product's stock. Returns false (and the caller rolls back)
+/// if a product would go below zero: the guard keeps stock from ever going negative, whatever
+/// runs concurrently.
+pub async fn adjust(
     conn: &mut AnyConnection,
-    order_id: Uuid,
-    wanted: &BTreeMap<String, i64>,
+    delta: &BTreeMap<String, i64>,
 ) -> Result<bool, sqlx::Error> {
-    for (product, quantity) in wanted {
+    for (product, change) in delta {
         let done = sqlx::query(
-            "UPDATE products SET available = available - $1 \
-             WHERE product_id = $2 AND available >= $1",
+            "UPDATE products SET available = available + $1 \
+             WHERE product_id = $2 AND available + $1 >= 0",
         )
-        .bind(*quantity)
+        .bind(*change)
         .bind(product.as_str())
         .execute(&mut *conn)
         .await?;
@@ -85,59 +119,70 @@ pub async fn take(
             return Ok(false);
         }
     }
-    insert(conn, order_id, Status::Reserved, None, "").await?;
-    for (product, quantity) in wanted {
-        sqlx::query(
-            "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ($1, $2, $3)",
-        )
-        .bind(order_id.to_string())
-        .bind(product.as_str())
-        .bind(*quantity)
-        .execute(&mut *conn)
-        .await?;
-    }
     Ok(true)
 }
 
-/// Gives the reserved stock of `order_id` back and marks the reservation RELEASED.
-pub async fn release(conn: &mut AnyConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE products SET available = available + (SELECT quantity FROM reservation_items \
-           WHERE reservation_items.order_id = $1 \
-             AND reservation_items.product_id = products.product_id) \
-         WHERE product_id IN (SELECT product_id FROM reservation_items WHERE order_id = $1)",
-    )
-    .bind(order_id.to_string())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE reservations SET status = $1, updated_at = $2 WHERE order_id = $3")
-        .bind(Status::Released.as_str())
-        .bind(now_micros())
-        .bind(order_id.to_string())
-        .execute(&mut *conn)
-        .await?;
+/// Records new reservations (RESERVED with their items, REJECTED, CANCELLED).
+pub async fn insert(conn: &mut AnyConnection, new: &[(Uuid, Held)]) -> Result<(), sqlx::Error> {
+    let now = now_micros();
+    for chunk in new.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO reservations (order_id, status, reason, detail, updated_at) VALUES {}",
+            tuples(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (order_id, held) in chunk {
+            let (reason, detail) = match &held.reason {
+                Some((reason, detail)) => (Some(reason.as_str()), detail.as_str()),
+                None => (None, ""),
+            };
+            query = query
+                .bind(order_id.to_string())
+                .bind(held.status.as_str())
+                .bind(reason)
+                .bind(detail)
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+        let items: Vec<(&Uuid, &String, i64)> = chunk
+            .iter()
+            .flat_map(|(order_id, held)| held.items.iter().map(move |(p, q)| (order_id, p, *q)))
+            .collect();
+        for items in items.chunks(MAX_ROWS) {
+            let sql = format!(
+                "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {}",
+                tuples(items.len(), 3)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (order_id, product, quantity) in items {
+                query = query
+                    .bind(order_id.to_string())
+                    .bind(product.as_str())
+                    .bind(*quantity);
+            }
+            query.execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }
 
-/// Records a reservation without stock (REJECTED or CANCELLED), or the head of a RESERVED one.
-pub async fn insert(
-    conn: &mut AnyConnection,
-    order_id: Uuid,
-    status: Status,
-    reason: Option<Reason>,
-    detail: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO reservations (order_id, status, reason, detail, updated_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(order_id.to_string())
-    .bind(status.as_str())
-    .bind(reason.map(Reason::as_str))
-    .bind(detail)
-    .bind(now_micros())
-    .execute(conn)
-    .await?;
+/// Marks reservations RELEASED (their stock went back through [`adjust`]).
+pub async fn mark_released(conn: &mut AnyConnection, orders: &[Uuid]) -> Result<(), sqlx::Error> {
+    let now = now_micros();
+    for chunk in orders.chunks(MAX_ROWS) {
+        let sql = format!(
+            "UPDATE reservations SET status = '{}', updated_at = ${} WHERE order_id IN ({})",
+            Status::Released.as_str(),
+            chunk.len() + 1,
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for order_id in chunk {
+            query = query.bind(order_id.to_string());
+        }
+        query = query.bind(now);
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -19,10 +19,13 @@ use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
 use oms_shared::{Config, Envelope, Event, Reason, db};
 use sqlx::AnyPool;
+use std::collections::HashMap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
+
+use uuid::Uuid;
 
 use crate::decide::transition;
 
@@ -108,39 +111,95 @@ struct Orders {
 }
 
 impl Handler for Orders {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let (order_id, event_id) = (envelope.order_id, envelope.event_id);
-        let order = envelope.event.order();
+    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+        bus::whole_or_each(&events, |events| async move {
+            let announcements = self.apply_all(events).await?;
+            let orders: Vec<Option<Uuid>> = announcements
+                .iter()
+                .map(|a| a.as_ref().map(|a| a.order_id))
+                .collect();
+            let results = bus::announce(&self.js, announcements).await;
+            let published: Vec<Uuid> = orders
+                .into_iter()
+                .zip(&results)
+                .filter_map(|(order, result)| order.filter(|_| result.is_ok()))
+                .collect();
+            store::mark_announced(&self.pool, &published).await?;
+            Ok(results)
+        })
+        .await
+    }
+}
+
+impl Orders {
+    /// Applies the batch in stream order in one transaction (skipping events applied before)
+    /// and returns, per event, the final status to announce if its order has one not yet
+    /// announced: also after a crash between this commit and the publish, since a redelivery
+    /// finds it not yet announced. An order is announced once per batch, with its last event.
+    async fn apply_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
         let mut tx = db::begin_write(&self.pool).await?;
-        if !store::seen(&mut tx, event_id).await? {
-            store::ensure_order(&mut tx, order_id, order, event_id).await?;
-            let current = store::head(&mut tx, order_id).await?;
-            if let Some(t) = transition(current.status, &envelope.event) {
-                store::apply(&mut tx, order_id, &t, event_id).await?;
+        let ids: Vec<(Uuid, Uuid)> = events.iter().map(|e| (e.event_id, e.order_id)).collect();
+        let fresh = store::claim(&mut tx, &ids).await?;
+        let fresh: Vec<&Envelope> = events
+            .iter()
+            .filter(|e| fresh.contains(&e.event_id))
+            .collect();
+        let snapshots: Vec<_> = fresh
+            .iter()
+            .map(|e| (e.order_id, e.event.order(), e.event_id))
+            .collect();
+        store::create(&mut tx, &snapshots).await?;
+        let mut orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+        orders.sort_unstable();
+        orders.dedup();
+        let mut heads = store::heads(&mut tx, &orders).await?;
+        for envelope in fresh {
+            let order_id = envelope.order_id;
+            let head = heads.get_mut(&order_id).ok_or_else(|| {
+                HandleError::transient(anyhow::anyhow!("order {order_id} vanished"))
+            })?;
+            let Some(t) = transition(head.status, &envelope.event) else {
+                continue;
+            };
+            if store::apply(&mut tx, order_id, &t, envelope.event_id).await? {
+                (head.status, head.reason, head.detail) = (t.status, t.reason, t.detail);
+            } else {
+                // Another instance moved it first: what it stored stands.
+                *head = store::heads(&mut tx, &[order_id])
+                    .await?
+                    .remove(&order_id)
+                    .ok_or_else(|| {
+                        HandleError::transient(anyhow::anyhow!("order {order_id} vanished"))
+                    })?;
             }
-            store::mark_seen(&mut tx, event_id, order_id).await?;
         }
-        let head = store::head(&mut tx, order_id).await?;
         tx.commit().await?;
 
-        // Announce a final status once: also after a crash between the commit above and the
-        // publish below, since a redelivery finds it not yet announced.
-        if head.announced {
-            return Ok(());
-        }
-        let announcement = match head.status {
-            OrderStatus::Pending => return Ok(()),
-            OrderStatus::Confirmed => Event::OrderConfirmed(Snapshot {
-                order: order.clone(),
-            }),
-            OrderStatus::Rejected => Event::OrderRejected(Rejection {
-                order: order.clone(),
-                reason: head.reason.unwrap_or(Reason::PaymentDeclined),
-                detail: head.detail.unwrap_or_default(),
-            }),
-        };
-        bus::publish(&self.js, &Envelope::new(order_id, announcement)).await?;
-        store::mark_announced(&self.pool, order_id).await?;
-        Ok(())
+        let last: HashMap<Uuid, usize> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.order_id, i))
+            .collect();
+        Ok(events
+            .iter()
+            .enumerate()
+            .map(|(i, envelope)| {
+                let head = heads.get(&envelope.order_id)?;
+                if last.get(&envelope.order_id) != Some(&i) || head.announced {
+                    return None;
+                }
+                let order = envelope.event.order().clone();
+                let event = match head.status {
+                    OrderStatus::Pending => return None,
+                    OrderStatus::Confirmed => Event::OrderConfirmed(Snapshot { order }),
+                    OrderStatus::Rejected => Event::OrderRejected(Rejection {
+                        order,
+                        reason: head.reason.unwrap_or(Reason::PaymentDeclined),
+                        detail: head.detail.clone().unwrap_or_default(),
+                    }),
+                };
+                Some(Envelope::new(envelope.order_id, event))
+            })
+            .collect())
     }
 }

@@ -1,10 +1,12 @@
 //! The order service's SQL: the orders projection, its history and the applied event ids.
 
 use oms_shared::api::{ListOrders, OrderPage, OrderStatus, OrderView};
-use oms_shared::db::{from_micros, now_micros, to_micros};
+use std::collections::{HashMap, HashSet};
+
+use oms_shared::db::{MAX_ROWS, from_micros, in_list, now_micros, to_micros, tuples};
 use oms_shared::{Item, Money, OrderSnapshot, Reason};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use crate::decide::Transition;
@@ -21,84 +23,138 @@ pub struct Head {
     pub announced: bool,
 }
 
-/// True if the event was applied before (its effect is already in the store).
-pub async fn seen(conn: &mut AnyConnection, event_id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(
-        sqlx::query("SELECT 1 FROM processed_events WHERE event_id = $1")
-            .bind(event_id.to_string())
-            .fetch_optional(conn)
-            .await?
-            .is_some(),
-    )
+/// Records the ids of the batch's events as applied and returns those that were not recorded
+/// before: only their effects are still to be applied (in the same transaction).
+pub async fn claim(
+    conn: &mut AnyConnection,
+    events: &[(Uuid, Uuid)],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let now = now_micros();
+    let mut fresh = HashSet::with_capacity(events.len());
+    for chunk in events.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES {} \
+             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            tuples(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (event_id, order_id) in chunk {
+            query = query
+                .bind(event_id.to_string())
+                .bind(order_id.to_string())
+                .bind(now);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            fresh.insert(uuid_of(&row, "event_id")?);
+        }
+    }
+    Ok(fresh)
 }
 
-pub async fn mark_seen(
+/// Creates as PENDING, from the snapshot every event carries, those of `orders` that do not
+/// exist yet, with their items and the first history entry.
+pub async fn create(
     conn: &mut AnyConnection,
-    event_id: Uuid,
-    order_id: Uuid,
+    orders: &[(Uuid, &OrderSnapshot, Uuid)],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES ($1, $2, $3)",
-    )
-    .bind(event_id.to_string())
-    .bind(order_id.to_string())
-    .bind(now_micros())
-    .execute(conn)
-    .await?;
+    for chunk in orders.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
+             VALUES {} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+            tuples(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (order_id, order, _) in chunk {
+            let created = to_micros(order.placed_at);
+            query = query
+                .bind(order_id.to_string())
+                .bind(order.customer_id.as_str())
+                .bind(order.total_amount.cents())
+                .bind(OrderStatus::Pending.as_str())
+                .bind(created)
+                .bind(created);
+        }
+        let mut created = HashSet::new();
+        for row in query.fetch_all(&mut *conn).await? {
+            created.insert(uuid_of(&row, "order_id")?);
+        }
+        let new: Vec<_> = chunk
+            .iter()
+            .filter(|(order_id, _, _)| created.contains(order_id))
+            .collect();
+        if new.is_empty() {
+            continue;
+        }
+        let items: Vec<(&Uuid, usize, &Item)> = new
+            .iter()
+            .flat_map(|(order_id, order, _)| {
+                order
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(move |(l, i)| (order_id, l, i))
+            })
+            .collect();
+        for items in items.chunks(MAX_ROWS) {
+            let sql = format!(
+                "INSERT INTO order_items (order_id, line, product_id, quantity) VALUES {}",
+                tuples(items.len(), 4)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (order_id, line, item) in items {
+                query = query
+                    .bind(order_id.to_string())
+                    .bind(*line as i64)
+                    .bind(item.product_id.as_str())
+                    .bind(i64::from(item.quantity));
+            }
+            query.execute(&mut *conn).await?;
+        }
+        let sql = format!(
+            "INSERT INTO order_history (order_id, status, reason, event_id, at) VALUES {} \
+             ON CONFLICT (order_id, status) DO NOTHING",
+            tuples(new.len(), 5)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (order_id, order, event_id) in &new {
+            query = query
+                .bind(order_id.to_string())
+                .bind(OrderStatus::Pending.as_str())
+                .bind(None::<String>)
+                .bind(event_id.to_string())
+                .bind(to_micros(order.placed_at));
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
-/// Creates the order as PENDING from the snapshot every event carries, unless it exists.
-pub async fn ensure_order(
+/// The stored heads of `orders` (those that exist).
+pub async fn heads(
     conn: &mut AnyConnection,
-    order_id: Uuid,
-    order: &OrderSnapshot,
-    event_id: Uuid,
-) -> Result<(), sqlx::Error> {
-    let created = to_micros(order.placed_at);
-    let inserted = sqlx::query(
-        "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'PENDING', $4, $4) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.to_string())
-    .bind(order.customer_id.as_str())
-    .bind(order.total_amount.cents())
-    .bind(created)
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(());
+    orders: &[Uuid],
+) -> Result<HashMap<Uuid, Head>, sqlx::Error> {
+    let mut heads = HashMap::with_capacity(orders.len());
+    for chunk in orders.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT order_id, status, reason, detail, announced FROM orders \
+             WHERE order_id IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for order_id in chunk {
+            query = query.bind(order_id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            heads.insert(uuid_of(&row, "order_id")?, head_of(&row)?);
+        }
     }
-    for (line, item) in order.items.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_items (order_id, line, product_id, quantity) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(order_id.to_string())
-        .bind(line as i64)
-        .bind(item.product_id.as_str())
-        .bind(i64::from(item.quantity))
-        .execute(&mut *conn)
-        .await?;
-    }
-    history(
-        conn,
-        order_id,
-        OrderStatus::Pending,
-        None,
-        event_id,
-        created,
-    )
-    .await
+    Ok(heads)
 }
 
-pub async fn head(conn: &mut AnyConnection, order_id: Uuid) -> Result<Head, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT status, reason, detail, announced FROM orders WHERE order_id = $1")
-            .bind(order_id.to_string())
-            .fetch_one(conn)
-            .await?;
+fn head_of(row: &AnyRow) -> Result<Head, sqlx::Error> {
     Ok(Head {
-        status: status_of(&row)?,
+        status: status_of(row)?,
         reason: row
             .try_get::<Option<String>, _>("reason")?
             .as_deref()
@@ -108,13 +164,19 @@ pub async fn head(conn: &mut AnyConnection, order_id: Uuid) -> Result<Head, sqlx
     })
 }
 
+fn uuid_of(row: &AnyRow, column: &str) -> Result<Uuid, sqlx::Error> {
+    row.try_get::<String, _>(column)?
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 /// Applies a status change; the `status = 'PENDING'` guard means a terminal order never moves.
 pub async fn apply(
     conn: &mut AnyConnection,
     order_id: Uuid,
     t: &Transition,
     event_id: Uuid,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let now = now_micros();
     let changed = sqlx::query(
         "UPDATE orders SET status = $1, reason = $2, detail = $3, updated_at = $4 \
@@ -127,10 +189,11 @@ pub async fn apply(
     .bind(order_id.to_string())
     .execute(&mut *conn)
     .await?;
-    if changed.rows_affected() == 1 {
-        history(conn, order_id, t.status, t.reason, event_id, now).await?;
+    if changed.rows_affected() != 1 {
+        return Ok(false);
     }
-    Ok(())
+    history(conn, order_id, t.status, t.reason, event_id, now).await?;
+    Ok(true)
 }
 
 async fn history(
@@ -155,11 +218,19 @@ async fn history(
     Ok(())
 }
 
-pub async fn mark_announced(pool: &AnyPool, order_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE orders SET announced = 1 WHERE order_id = $1")
-        .bind(order_id.to_string())
-        .execute(pool)
-        .await?;
+/// Marks the final status of `orders` as published.
+pub async fn mark_announced(pool: &AnyPool, orders: &[Uuid]) -> Result<(), sqlx::Error> {
+    for chunk in orders.chunks(MAX_ROWS) {
+        let sql = format!(
+            "UPDATE orders SET announced = 1 WHERE order_id IN ({})",
+            in_list(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for order_id in chunk {
+            query = query.bind(order_id.to_string());
+        }
+        query.execute(pool).await?;
+    }
     Ok(())
 }
 

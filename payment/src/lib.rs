@@ -9,7 +9,8 @@ pub mod codec;
 pub mod gateway;
 pub mod join;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use oms_shared::bus::{self, HandleError, Handler};
@@ -29,6 +30,8 @@ pub const SERVICE: &str = "payment";
 
 /// Compare-and-set attempts before giving the message back for a later try.
 const CAS_ATTEMPTS: usize = 50;
+/// Open sagas whose join state is remembered at most.
+const REMEMBERED_JOINS: usize = 100_000;
 
 /// Runs the service until `shutdown`; `listener` serves its health endpoints.
 pub async fn run(
@@ -48,6 +51,7 @@ pub async fn run(
     if let (Some(joins), Some(ledger)) = (joins, ledger) {
         let handler = Arc::new(Payments {
             joins,
+            known: Mutex::default(),
             ledger,
             js: bus.js.clone(),
         });
@@ -69,11 +73,21 @@ pub async fn run(
 
 struct Payments {
     joins: kv::Store,
+    /// The last join state and revision written by this instance, per open saga.
+    known: Mutex<HashMap<Uuid, (Join, u64)>>,
     ledger: kv::Store,
     js: async_nats::jetstream::Context,
 }
 
 impl Handler for Payments {
+    /// Joins are per order and updated by compare-and-set, so the events of a batch go
+    /// concurrently: their KV round trips and PubAcks overlap instead of queueing.
+    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+        futures::future::join_all(events.into_iter().map(|e| self.handle(e))).await
+    }
+}
+
+impl Payments {
     async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
         let order_id = envelope.order_id;
         let verdict = match &envelope.event {
@@ -130,9 +144,7 @@ impl Handler for Payments {
         bus::publish(&self.js, &Envelope::new(order_id, event)).await?;
         Ok(())
     }
-}
 
-impl Payments {
     /// Keeps the outcome beside the verdicts (the first outcome stands).
     async fn record(&self, order_id: Uuid, outcome: Outcome) -> Result<Join, HandleError> {
         self.update(order_id, |mut j| {
@@ -144,48 +156,108 @@ impl Payments {
 
     /// Applies `change` to the order's join by compare-and-set on the entry's revision,
     /// retrying when another writer got in first. Returns the state that was stored.
+    ///
+    /// It starts from a guess instead of a read: the state and revision this instance wrote
+    /// last while the saga is open, or else "no entry yet". So each step is one KV round trip
+    /// (create, or update on the known revision) instead of a read and a write. A wrong guess
+    /// only costs a failed compare-and-set and a read; a change that alters nothing is checked
+    /// against what the bucket holds.
     async fn update(
         &self,
         order_id: Uuid,
         change: impl Fn(Join) -> Join,
     ) -> Result<Join, HandleError> {
         let key = order_id.to_string();
+        let mut guess = Some(
+            self.remembered(order_id)
+                .map(|(join, revision)| (join, Some(revision)))
+                .unwrap_or_default(),
+        );
         for _ in 0..CAS_ATTEMPTS {
-            let entry = self
-                .joins
-                .entry(&key)
-                .await
-                .map_err(HandleError::transient)?;
-            match entry.filter(|e| e.operation == kv::Operation::Put) {
-                Some(entry) => {
-                    let current = codec::decode(&entry.value)
-                        .map_err(|e| HandleError::Permanent(e.into()))?;
-                    let next = change(current.clone());
-                    if next == current {
-                        return Ok(next);
-                    }
-                    match self
-                        .joins
-                        .update(&key, codec::encode(&next), entry.revision)
-                        .await
-                    {
-                        Ok(_) => return Ok(next),
-                        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                        Err(e) => return Err(HandleError::transient(e)),
-                    }
+            let guessed = guess.is_some();
+            let (current, revision) = match guess.take() {
+                Some(g) => g,
+                None => self.read(&key).await?,
+            };
+            let next = change(current.clone());
+            if next == current {
+                if guessed {
+                    continue; // nothing to write, if the guess is right: read and see
                 }
-                None => {
-                    let next = change(Join::default());
-                    match self.joins.create(&key, codec::encode(&next)).await {
-                        Ok(_) => return Ok(next),
-                        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
-                        Err(e) => return Err(HandleError::transient(e)),
-                    }
+                return Ok(next);
+            }
+            let written = match revision {
+                Some(revision) => match self
+                    .joins
+                    .update(&key, codec::encode(&next), revision)
+                    .await
+                {
+                    Ok(revision) => Some(revision),
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => None,
+                    Err(e) => return Err(HandleError::transient(e)),
+                },
+                None => match self.joins.create(&key, codec::encode(&next)).await {
+                    Ok(revision) => Some(revision),
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => None,
+                    Err(e) => return Err(HandleError::transient(e)),
+                },
+            };
+            match written {
+                Some(revision) => {
+                    self.remember(order_id, &next, revision);
+                    return Ok(next);
                 }
+                // Someone else wrote first: read what stands and apply the change to it.
+                None => self.forget(order_id),
             }
         }
         Err(HandleError::transient(anyhow::anyhow!(
             "join of {order_id} kept changing under us"
         )))
+    }
+
+    /// The order's join as the bucket has it, with its revision (`None`: no entry yet).
+    async fn read(&self, key: &str) -> Result<(Join, Option<u64>), HandleError> {
+        let entry = self
+            .joins
+            .entry(key)
+            .await
+            .map_err(HandleError::transient)?;
+        match entry.filter(|e| e.operation == kv::Operation::Put) {
+            Some(entry) => Ok((
+                codec::decode(&entry.value).map_err(|e| HandleError::Permanent(e.into()))?,
+                Some(entry.revision),
+            )),
+            None => Ok((Join::default(), None)),
+        }
+    }
+
+    fn remembered(&self, order_id: Uuid) -> Option<(Join, u64)> {
+        self.known
+            .lock()
+            .expect("not poisoned")
+            .get(&order_id)
+            .cloned()
+    }
+
+    fn forget(&self, order_id: Uuid) {
+        self.known.lock().expect("not poisoned").remove(&order_id);
+    }
+
+    /// Keeps what was written while the saga still needs it: not once the outcome is in, or
+    /// when there is nothing to charge.
+    fn remember(&self, order_id: Uuid, join: &Join, revision: u64) {
+        let done = join.outcome.is_some() || join::decide(join) == Decision::NoCharge;
+        let mut known = self.known.lock().expect("not poisoned");
+        if done {
+            known.remove(&order_id);
+            return;
+        }
+        if known.len() >= REMEMBERED_JOINS {
+            // Sagas that never finish here (their other verdict went to another instance):
+            // start over rather than grow.
+            known.clear();
+        }
+        known.insert(order_id, (join.clone(), revision));
     }
 }

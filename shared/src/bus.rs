@@ -18,7 +18,7 @@ use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::{self, AckKind, Message};
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{Instrument, debug, error, info_span, trace, warn};
 
 use crate::config::{Config, ConsumersConfig, NatsConfig};
 use crate::events::Envelope;
@@ -152,10 +152,80 @@ impl From<BusError> for HandleError {
     }
 }
 
-/// A service's reaction to one event: decide, persist, publish. Returning `Ok` means every
-/// effect is durable and the message may be acked.
+/// A service's reaction to events: decide, persist, publish. `Ok` for an event means every
+/// effect of it is durable and its message may be acked.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, event: Envelope) -> impl Future<Output = Result<(), HandleError>> + Send;
+    /// The events of one fetched batch, in stream order; one result per event, in the same
+    /// order. Persisting a whole batch in one transaction (one commit instead of one per
+    /// message) and awaiting the PubAcks of what it caused together is what makes a service
+    /// fast; [`whole_or_each`] does the bookkeeping.
+    fn handle_batch(
+        &self,
+        events: Vec<Envelope>,
+    ) -> impl Future<Output = Vec<Result<(), HandleError>>> + Send;
+}
+
+/// Runs `step` (persist, then publish) on the whole batch; if the batch as a whole fails (its
+/// transaction, say), runs it on each event alone, so that one bad event cannot hold back the
+/// others. `step` returns one result per event it was given.
+pub async fn whole_or_each<'a, F, Fut>(
+    events: &'a [Envelope],
+    step: F,
+) -> Vec<Result<(), HandleError>>
+where
+    F: Fn(&'a [Envelope]) -> Fut,
+    Fut: Future<Output = Result<Vec<Result<(), HandleError>>, HandleError>>,
+{
+    let e = match step(events).await {
+        Ok(results) => return results,
+        Err(e) => e,
+    };
+    if events.len() == 1 {
+        return vec![Err(e)];
+    }
+    warn!(error = %e, events = events.len(), "batch failed, taking its events one by one");
+    let mut results = Vec::with_capacity(events.len());
+    for event in events {
+        match step(std::slice::from_ref(event)).await {
+            Ok(mut one) => results.push(one.pop().unwrap_or(Ok(()))),
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    results
+}
+
+/// Publishes all `events` at once and then awaits their PubAcks together: one round trip for
+/// the lot instead of one each. One result per event, in order.
+pub async fn publish_all(
+    js: &jetstream::Context,
+    events: &[Envelope],
+) -> Vec<Result<(), BusError>> {
+    futures::future::join_all(
+        events
+            .iter()
+            .map(|e| async move { publish(js, e).await.map(|_| ()) }),
+    )
+    .await
+}
+
+/// Publishes what each event of a batch caused (`None`: nothing) with the PubAcks awaited
+/// together, and says per event whether all of it is now durable.
+pub async fn announce(
+    js: &jetstream::Context,
+    caused: Vec<Option<Envelope>>,
+) -> Vec<Result<(), HandleError>> {
+    let count = caused.len();
+    let (slots, events): (Vec<usize>, Vec<Envelope>) = caused
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.map(|e| (i, e)))
+        .unzip();
+    let published = publish_all(js, &events).await;
+    let mut results: Vec<Result<(), HandleError>> = (0..count).map(|_| Ok(())).collect();
+    for (slot, result) in slots.into_iter().zip(published) {
+        results[slot] = result.map_err(HandleError::from);
+    }
+    results
 }
 
 /// Runs the durable consumer `spec` until `shutdown`: the message in hand is finished first, and
@@ -216,9 +286,28 @@ pub async fn consume<H: Handler>(
                 next = messages.next() => next,
             };
             match next {
-                Some(Ok(message)) => {
+                Some(Ok(first)) => {
                     failures = 0;
-                    process(&js, &spec, cfg, handler.as_ref(), message).await;
+                    // Take whatever else has arrived already, without waiting for more: under
+                    // load a batch fills up by itself, when idle a lone message goes at once.
+                    let mut batch = vec![first];
+                    let mut broken = None;
+                    while batch.len() < cfg.batch {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(message),
+                            Some(Some(Err(e))) => {
+                                broken = Some(e);
+                                break;
+                            }
+                            Some(None) | None => break,
+                        }
+                    }
+                    process(&js, &spec, cfg, handler.as_ref(), batch).await;
+                    if let Some(e) = broken {
+                        failures += 1;
+                        warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
+                        break;
+                    }
                 }
                 Some(Err(e)) => {
                     // Missing heartbeats, a deleted consumer, a reconnect: never end the loop,
@@ -250,46 +339,65 @@ async fn hand_back(mut messages: jetstream::consumer::pull::Stream) {
     }
 }
 
+/// Handles one fetched batch and settles each message by its own outcome: ack, NAK with delay,
+/// or DLQ. Nothing is acked before the handler returned, i.e. before its effects are durable.
 async fn process<H: Handler>(
     js: &jetstream::Context,
     spec: &ConsumerSpec,
     cfg: &ConsumersConfig,
     handler: &H,
-    message: Message,
+    batch: Vec<Message>,
 ) {
-    let (delivered, stream_sequence) = message
-        .info()
-        .map(|i| (i.delivered, i.stream_sequence))
-        .unwrap_or((1, 0));
-    let event = match Envelope::decode(&message.payload) {
-        Ok(event) => event,
-        Err(e) => {
-            dead_letter(js, spec, &message, stream_sequence, &e.to_string()).await;
-            return;
-        }
-    };
-    let span = info_span!("handle", durable = spec.durable, order_id = %event.order_id,
-        event = event.event.type_name(), delivered);
-    let outcome = handler.handle(event).instrument(span.clone()).await;
-    let _entered = span.enter();
-    match outcome {
-        Ok(()) => {
-            if let Err(e) = message.ack().await {
-                // The effect is durable; a lost ack only means a redelivery, which is idempotent.
-                warn!(error = %e, "ack failed");
+    let mut messages = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
+    for message in batch {
+        match Envelope::decode(&message.payload) {
+            Ok(event) => {
+                events.push(event);
+                messages.push(message);
             }
-        }
-        Err(HandleError::Transient(e)) if delivered < cfg.max_deliver => {
-            let delay = cfg.nak_delay(delivered);
-            warn!(error = %format!("{e:#}"), ?delay, "transient failure, will retry");
-            if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
-                warn!(error = %e, "nak failed; ack wait will redeliver");
+            Err(e) => {
+                let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                dead_letter(js, spec, &message, sequence, &e.to_string()).await;
             }
-        }
-        Err(e) => {
-            dead_letter(js, spec, &message, stream_sequence, &e.to_string()).await;
         }
     }
+    if events.is_empty() {
+        return;
+    }
+    trace!(durable = spec.durable, events = events.len(), "batch");
+    let span = info_span!("handle", durable = spec.durable, events = events.len());
+    let outcomes = handler.handle_batch(events).instrument(span.clone()).await;
+    let _entered = span.enter();
+    debug_assert_eq!(outcomes.len(), messages.len(), "one outcome per event");
+    let settled = messages
+        .iter()
+        .zip(outcomes)
+        .map(|(message, outcome)| async move {
+            let (delivered, sequence) = message
+                .info()
+                .map(|i| (i.delivered, i.stream_sequence))
+                .unwrap_or((1, 0));
+            match outcome {
+                Ok(()) => {
+                    if let Err(e) = message.ack().await {
+                        // The effect is durable; a lost ack only means a redelivery, which is
+                        // idempotent.
+                        warn!(error = %e, "ack failed");
+                    }
+                }
+                Err(HandleError::Transient(e)) if delivered < cfg.max_deliver => {
+                    let delay = cfg.nak_delay(delivered);
+                    warn!(subject = %message.subject, error = %format!("{e:#}"), ?delay,
+                    "transient failure, will retry");
+                    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                        warn!(error = %e, "nak failed; ack wait will redeliver");
+                    }
+                }
+                Err(e) => dead_letter(js, spec, message, sequence, &e.to_string()).await,
+            }
+        });
+    futures::future::join_all(settled).await;
 }
 
 /// Parks `message` on `dlq.<service>.<subject>` with headers saying why, then terminates it.

@@ -91,6 +91,38 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| path.into())
 }
 
+/// Rows per multi-row statement: far below the bind limits of SQLite (32,766) and PostgreSQL
+/// (65,535) for the widest rows we write.
+pub const MAX_ROWS: usize = 500;
+
+/// `($1, $2), ($3, $4), …`: `rows` tuples of `columns` numbered placeholders, the syntax both
+/// SQLite and PostgreSQL accept, for writing a batch in one statement.
+pub fn tuples(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * columns + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$1, $2, …, $n`: the placeholders of an `IN (…)` list.
+pub fn in_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Current time as Unix microseconds, the portable way timestamps are stored.
 pub fn now_micros() -> i64 {
     to_micros(time::OffsetDateTime::now_utc())
@@ -117,6 +149,13 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(tuples(1, 1), "($1)");
+        assert_eq!(in_list(3), "$1, $2, $3");
     }
 
     #[test]
