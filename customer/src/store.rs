@@ -1,6 +1,6 @@
 //! The customer service's SQL: customers and the verdict kept per order.
 
-use oms_shared::db::{MAX_ROWS, in_list, now_micros, tuples};
+use oms_shared::db::{MAX_ROWS, Params, now_micros};
 use oms_shared::{Money, Reason};
 use std::collections::HashMap;
 
@@ -33,7 +33,7 @@ pub async fn customers(
         let sql = format!(
             "SELECT customer_id, name, status, credit_limit_cents FROM customers \
              WHERE customer_id IN ({})",
-            in_list(chunk.len())
+            Params::of(conn).list(1, chunk.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for id in chunk {
@@ -68,7 +68,7 @@ pub async fn keep_verdicts(
         let sql = format!(
             "INSERT INTO verdicts (order_id, reason, detail, credit_limit_cents, decided_at) \
              VALUES {} ON CONFLICT (order_id) DO NOTHING",
-            tuples(chunk.len(), 5)
+            Params::of(conn).tuples(chunk.len(), 5)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (order_id, verdict) in chunk {
@@ -102,7 +102,7 @@ pub async fn verdicts(
         let sql = format!(
             "SELECT order_id, reason, detail, credit_limit_cents FROM verdicts \
              WHERE order_id IN ({})",
-            in_list(chunk.len())
+            Params::of(conn).list(1, chunk.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for order_id in chunk {

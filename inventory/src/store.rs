@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oms_shared::Reason;
-use oms_shared::db::{MAX_ROWS, in_list, now_micros, tuples};
+use oms_shared::db::{MAX_ROWS, Params, now_micros};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
@@ -29,7 +29,7 @@ pub async fn reservations(
     for chunk in orders.chunks(MAX_ROWS) {
         let sql = format!(
             "SELECT order_id, status, reason, detail FROM reservations WHERE order_id IN ({})",
-            in_list(chunk.len())
+            Params::of(conn).list(1, chunk.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for order_id in chunk {
@@ -55,7 +55,7 @@ pub async fn reservations(
         }
         let sql = format!(
             "SELECT order_id, product_id, quantity FROM reservation_items WHERE order_id IN ({})",
-            in_list(chunk.len())
+            Params::of(conn).list(1, chunk.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for order_id in chunk {
@@ -86,7 +86,7 @@ pub async fn stock(
     for chunk in products.chunks(MAX_ROWS) {
         let sql = format!(
             "SELECT product_id, available FROM products WHERE product_id IN ({})",
-            in_list(chunk.len())
+            Params::of(conn).list(1, chunk.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for product in chunk {
@@ -128,7 +128,7 @@ pub async fn insert(conn: &mut AnyConnection, new: &[(Uuid, Held)]) -> Result<()
     for chunk in new.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO reservations (order_id, status, reason, detail, updated_at) VALUES {}",
-            tuples(chunk.len(), 5)
+            Params::of(conn).tuples(chunk.len(), 5)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (order_id, held) in chunk {
@@ -151,7 +151,7 @@ pub async fn insert(conn: &mut AnyConnection, new: &[(Uuid, Held)]) -> Result<()
         for items in items.chunks(MAX_ROWS) {
             let sql = format!(
                 "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {}",
-                tuples(items.len(), 3)
+                Params::of(conn).tuples(items.len(), 3)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (order_id, product, quantity) in items {
@@ -170,17 +170,17 @@ pub async fn insert(conn: &mut AnyConnection, new: &[(Uuid, Held)]) -> Result<()
 pub async fn mark_released(conn: &mut AnyConnection, orders: &[Uuid]) -> Result<(), sqlx::Error> {
     let now = now_micros();
     for chunk in orders.chunks(MAX_ROWS) {
+        let params = Params::of(conn);
         let sql = format!(
-            "UPDATE reservations SET status = '{}', updated_at = ${} WHERE order_id IN ({})",
+            "UPDATE reservations SET status = '{}', updated_at = {} WHERE order_id IN ({})",
             Status::Released.as_str(),
-            chunk.len() + 1,
-            in_list(chunk.len())
+            params.list(1, 1),
+            params.list(2, chunk.len())
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
         for order_id in chunk {
             query = query.bind(order_id.to_string());
         }
-        query = query.bind(now);
         query.execute(&mut *conn).await?;
     }
     Ok(())

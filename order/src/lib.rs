@@ -153,25 +153,28 @@ impl Orders {
         orders.sort_unstable();
         orders.dedup();
         let mut heads = store::heads(&mut tx, &orders).await?;
+        // Decide in stream order against the heads; at most one change per order, since the
+        // first one is terminal.
+        let mut changes = Vec::new();
         for envelope in fresh {
             let order_id = envelope.order_id;
             let head = heads.get_mut(&order_id).ok_or_else(|| {
                 HandleError::transient(anyhow::anyhow!("order {order_id} vanished"))
             })?;
-            let Some(t) = transition(head.status, &envelope.event) else {
-                continue;
-            };
-            if store::apply(&mut tx, order_id, &t, envelope.event_id).await? {
-                (head.status, head.reason, head.detail) = (t.status, t.reason, t.detail);
-            } else {
-                // Another instance moved it first: what it stored stands.
-                *head = store::heads(&mut tx, &[order_id])
-                    .await?
-                    .remove(&order_id)
-                    .ok_or_else(|| {
-                        HandleError::transient(anyhow::anyhow!("order {order_id} vanished"))
-                    })?;
+            if let Some(t) = transition(head.status, &envelope.event) {
+                (head.status, head.reason, head.detail) = (t.status, t.reason, t.detail.clone());
+                changes.push((order_id, t, envelope.event_id));
             }
+        }
+        let changed = store::apply(&mut tx, &changes).await?;
+        let lost: Vec<Uuid> = changes
+            .iter()
+            .map(|(order_id, _, _)| *order_id)
+            .filter(|order_id| !changed.contains(order_id))
+            .collect();
+        if !lost.is_empty() {
+            // Another instance moved them first: what it stored stands.
+            heads.extend(store::heads(&mut tx, &lost).await?);
         }
         tx.commit().await?;
 

@@ -3,7 +3,7 @@
 use oms_shared::api::{ListOrders, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
-use oms_shared::db::{MAX_ROWS, from_micros, in_list, now_micros, to_micros, tuples};
+use oms_shared::db::{MAX_ROWS, Params, from_micros, now_micros, to_micros};
 use oms_shared::{Item, Money, OrderSnapshot, Reason};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
@@ -35,7 +35,7 @@ pub async fn claim(
         let sql = format!(
             "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES {} \
              ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            tuples(chunk.len(), 3)
+            Params::of(conn).tuples(chunk.len(), 3)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (event_id, order_id) in chunk {
@@ -61,7 +61,7 @@ pub async fn create(
         let sql = format!(
             "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
              VALUES {} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-            tuples(chunk.len(), 6)
+            Params::of(conn).tuples(chunk.len(), 6)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (order_id, order, _) in chunk {
@@ -98,7 +98,7 @@ pub async fn create(
         for items in items.chunks(MAX_ROWS) {
             let sql = format!(
                 "INSERT INTO order_items (order_id, line, product_id, quantity) VALUES {}",
-                tuples(items.len(), 4)
+                Params::of(conn).tuples(items.len(), 4)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (order_id, line, item) in items {
@@ -113,7 +113,7 @@ pub async fn create(
         let sql = format!(
             "INSERT INTO order_history (order_id, status, reason, event_id, at) VALUES {} \
              ON CONFLICT (order_id, status) DO NOTHING",
-            tuples(new.len(), 5)
+            Params::of(conn).tuples(new.len(), 5)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (order_id, order, event_id) in &new {
@@ -139,7 +139,7 @@ pub async fn heads(
         let sql = format!(
             "SELECT order_id, status, reason, detail, announced FROM orders \
              WHERE order_id IN ({})",
-            in_list(chunk.len())
+            Params::of(conn).list(1, chunk.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for order_id in chunk {
@@ -170,52 +170,84 @@ fn uuid_of(row: &AnyRow, column: &str) -> Result<Uuid, sqlx::Error> {
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-/// Applies a status change; the `status = 'PENDING'` guard means a terminal order never moves.
+/// Applies status changes, one per order, in one statement, and records them in the history.
+/// The `status = 'PENDING'` guard means a terminal order never moves: returns the orders that
+/// did change (another instance may have moved one first).
 pub async fn apply(
     conn: &mut AnyConnection,
-    order_id: Uuid,
-    t: &Transition,
-    event_id: Uuid,
-) -> Result<bool, sqlx::Error> {
+    changes: &[(Uuid, Transition, Uuid)],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
     let now = now_micros();
-    let changed = sqlx::query(
-        "UPDATE orders SET status = $1, reason = $2, detail = $3, updated_at = $4 \
-         WHERE order_id = $5 AND status = 'PENDING'",
-    )
-    .bind(t.status.as_str())
-    .bind(t.reason.map(Reason::as_str))
-    .bind(t.detail.as_deref())
-    .bind(now)
-    .bind(order_id.to_string())
-    .execute(&mut *conn)
-    .await?;
-    if changed.rows_affected() != 1 {
-        return Ok(false);
-    }
-    history(conn, order_id, t.status, t.reason, event_id, now).await?;
-    Ok(true)
-}
+    let params = Params::of(conn);
+    let mut changed = HashSet::with_capacity(changes.len());
+    for chunk in changes.chunks(MAX_ROWS) {
+        // Parameters are numbered in the order they appear, which is also the binding order.
+        let mut next = 0;
+        let mut param = || {
+            next += 1;
+            params.list(next, 1)
+        };
+        let mut sql = String::from("UPDATE orders SET ");
+        for column in ["status", "reason", "detail"] {
+            sql.push_str(column);
+            sql.push_str(" = CASE order_id");
+            for _ in chunk {
+                sql.push_str(&format!(" WHEN {} THEN {}", param(), param()));
+            }
+            sql.push_str(" END, ");
+        }
+        sql.push_str(&format!(
+            "updated_at = {} WHERE status = 'PENDING' AND order_id IN (",
+            param()
+        ));
+        let ids: Vec<String> = (0..chunk.len()).map(|_| param()).collect();
+        sql.push_str(&ids.join(", "));
+        sql.push_str(") RETURNING order_id");
 
-async fn history(
-    conn: &mut AnyConnection,
-    order_id: Uuid,
-    status: OrderStatus,
-    reason: Option<Reason>,
-    event_id: Uuid,
-    at: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO order_history (order_id, status, reason, event_id, at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, status) DO NOTHING",
-    )
-    .bind(order_id.to_string())
-    .bind(status.as_str())
-    .bind(reason.map(Reason::as_str))
-    .bind(event_id.to_string())
-    .bind(at)
-    .execute(conn)
-    .await?;
-    Ok(())
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (order_id, t, _) in chunk {
+            query = query.bind(order_id.to_string()).bind(t.status.as_str());
+        }
+        for (order_id, t, _) in chunk {
+            query = query
+                .bind(order_id.to_string())
+                .bind(t.reason.map(Reason::as_str));
+        }
+        for (order_id, t, _) in chunk {
+            query = query.bind(order_id.to_string()).bind(t.detail.as_deref());
+        }
+        query = query.bind(now);
+        for (order_id, _, _) in chunk {
+            query = query.bind(order_id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            changed.insert(uuid_of(&row, "order_id")?);
+        }
+
+        let done: Vec<_> = chunk
+            .iter()
+            .filter(|(order_id, _, _)| changed.contains(order_id))
+            .collect();
+        if done.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "INSERT INTO order_history (order_id, status, reason, event_id, at) VALUES {} \
+             ON CONFLICT (order_id, status) DO NOTHING",
+            params.tuples(done.len(), 5)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (order_id, t, event_id) in done {
+            query = query
+                .bind(order_id.to_string())
+                .bind(t.status.as_str())
+                .bind(t.reason.map(Reason::as_str))
+                .bind(event_id.to_string())
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(changed)
 }
 
 /// Marks the final status of `orders` as published.
@@ -223,7 +255,7 @@ pub async fn mark_announced(pool: &AnyPool, orders: &[Uuid]) -> Result<(), sqlx:
     for chunk in orders.chunks(MAX_ROWS) {
         let sql = format!(
             "UPDATE orders SET announced = 1 WHERE order_id IN ({})",
-            in_list(chunk.len())
+            Params::of_pool(pool).list(1, chunk.len())
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for order_id in chunk {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
 /// Opens a pool on `url`, creating the SQLite file (and its folder) if needed.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
@@ -95,32 +95,75 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 /// (65,535) for the widest rows we write.
 pub const MAX_ROWS: usize = 500;
 
-/// `($1, $2), ($3, $4), …`: `rows` tuples of `columns` numbered placeholders, the syntax both
-/// SQLite and PostgreSQL accept, for writing a batch in one statement.
-pub fn tuples(rows: usize, columns: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", row * columns + column + 1));
-        }
-        sql.push(')');
-    }
-    sql
+/// How a backend wants the bind parameters of a statement built at run time: PostgreSQL
+/// only takes numbered ones (`$1`); SQLite takes those too, but looks every named parameter up
+/// by a linear scan, which makes a statement with a thousand of them slow to bind, so it gets
+/// anonymous ones (`?`, bound in order of appearance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Params {
+    Numbered,
+    Anonymous,
 }
 
-/// `$1, $2, …, $n`: the placeholders of an `IN (…)` list.
-pub fn in_list(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+impl Params {
+    pub fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name() == "SQLite" {
+            Params::Anonymous
+        } else {
+            Params::Numbered
+        }
+    }
+
+    pub fn of_pool(pool: &AnyPool) -> Self {
+        if is_sqlite(pool) {
+            Params::Anonymous
+        } else {
+            Params::Numbered
+        }
+    }
+
+    /// The parameter at 1-based position `n`.
+    fn param(self, sql: &mut String, n: usize) {
+        match self {
+            Params::Numbered => {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+            Params::Anonymous => sql.push('?'),
+        }
+    }
+
+    /// `($1, $2), ($3, $4), …`: `rows` tuples of `columns` parameters, for writing a batch in
+    /// one statement.
+    pub fn tuples(self, rows: usize, columns: usize) -> String {
+        let mut sql = String::with_capacity(rows * columns * 5);
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for column in 0..columns {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                self.param(&mut sql, row * columns + column + 1);
+            }
+            sql.push(')');
+        }
+        sql
+    }
+
+    /// `$first, …`: `n` parameters for an `IN (…)` list, numbered from `first`.
+    pub fn list(self, first: usize, n: usize) -> String {
+        let mut sql = String::with_capacity(n * 5);
+        for i in 0..n {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            self.param(&mut sql, first + i);
+        }
+        sql
+    }
 }
 
 /// Current time as Unix microseconds, the portable way timestamps are stored.
@@ -153,9 +196,12 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        assert_eq!(tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(tuples(1, 1), "($1)");
-        assert_eq!(in_list(3), "$1, $2, $3");
+        let (n, a) = (Params::Numbered, Params::Anonymous);
+        assert_eq!(n.tuples(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(a.tuples(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(n.tuples(1, 1), "($1)");
+        assert_eq!(n.list(2, 3), "$2, $3, $4");
+        assert_eq!(a.list(2, 3), "?, ?, ?");
     }
 
     #[test]
