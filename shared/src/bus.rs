@@ -365,9 +365,15 @@ async fn process<H: Handler>(
     if events.is_empty() {
         return;
     }
-    trace!(durable = spec.durable, events = events.len(), "batch");
-    let span = info_span!("handle", durable = spec.durable, events = events.len());
+    let (count, started) = (events.len(), std::time::Instant::now());
+    let span = info_span!("handle", durable = spec.durable, events = count);
     let outcomes = handler.handle_batch(events).instrument(span.clone()).await;
+    trace!(
+        durable = spec.durable,
+        events = count,
+        micros = started.elapsed().as_micros() as u64,
+        "batch handled"
+    );
     let _entered = span.enter();
     debug_assert_eq!(outcomes.len(), messages.len(), "one outcome per event");
     let settled = messages

@@ -30,8 +30,12 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
         }
     }
     AnyPoolOptions::new()
-        // SQLite has one writer at a time; a few connections serve concurrent reads.
-        .max_connections(if sqlite { 4 } else { 8 })
+        // SQLite has one writer at a time. With one connection, writers queue in the pool and
+        // each is woken the moment the one before commits; with several they would collide on
+        // the database lock and sleep in SQLite's busy handler (1, 2, 5, 10, … ms), which is
+        // where latency spikes of hundreds of milliseconds came from. Reads are single short
+        // statements and take their turn.
+        .max_connections(if sqlite { 1 } else { 8 })
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
