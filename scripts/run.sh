@@ -11,6 +11,7 @@
 #   NATS_PORT        client port of the nats-server it starts (default 4222)
 #   NATS_HTTP_PORT   its monitoring port (default 8222)
 #   READY_TIMEOUT    seconds the services get to answer GET /readyz with 200 (default 60)
+#   RUN_DATA         folder (under the checkout) for the stores and logs (default data)
 #   OMS_PROFILE      configuration profile (default dev); any other OMS_* variable is passed on,
 #                    e.g. OMS_LOG=debug or OMS_EDGE__HTTP_PORT=9090
 set -euo pipefail
@@ -37,7 +38,7 @@ SERVICES=(edge customer inventory payment order)
 declare -A DEFAULT_PORT=([edge]=8090 [customer]=8091 [inventory]=8092 [payment]=8093 [order]=8094)
 NATS_PORT="${NATS_PORT:-4222}"
 NATS_HTTP_PORT="${NATS_HTTP_PORT:-8222}"
-DATA=data
+DATA="${RUN_DATA:-data}"
 LOGS="$DATA/logs"
 NATS_STORE="$OMS_ROOT/$DATA/nats"
 READY_TIMEOUT="${READY_TIMEOUT:-60}"

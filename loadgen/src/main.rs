@@ -49,6 +49,10 @@ pub struct Args {
     /// Rates to run one after the other (e.g. `250,500,1000,2000`), for the latency plot.
     #[arg(long, value_delimiter = ',')]
     pub sweep: Vec<u64>,
+    /// After the open-loop runs, one closed-loop run this long at --concurrency: the
+    /// sustained maximum (e.g. `60s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub saturate: Option<Duration>,
     /// Where to write the report.
     #[arg(long, default_value = "loadgen-report.json")]
     pub json: PathBuf,
@@ -101,9 +105,16 @@ async fn main() -> anyhow::Result<()> {
     } else {
         args.sweep.iter().copied().map(Some).collect()
     };
+    let mut plan: Vec<(Option<u64>, Duration)> =
+        rates.into_iter().map(|r| (r, args.duration)).collect();
+    plan.extend(args.saturate.map(|d| (None, d)));
     let mut runs = Vec::new();
-    for rate in rates {
-        let report = run::run(&args, &client, rate).await?;
+    for (rate, duration) in plan {
+        let this = Args {
+            duration,
+            ..args.clone()
+        };
+        let report = run::run(&this, &client, rate).await?;
         print_run(&report);
         runs.push(report);
     }
@@ -125,7 +136,8 @@ async fn main() -> anyhow::Result<()> {
             1.0 / ratio.max(f64::MIN_POSITIVE)
         );
     }
-    if runs.len() > 1 {
+    // A plot needs a curve: at least two open-loop rates.
+    if runs.iter().filter(|r| r.offered_per_sec.is_some()).count() > 1 {
         plot::latency_vs_load(&runs, &args.plot)?;
         println!("plot: {}", args.plot.display());
     }

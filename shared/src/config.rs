@@ -67,7 +67,7 @@ pub struct ConsumersConfig {
     pub backoff: Vec<Duration>,
     /// Unacked messages the server lets one consumer have out.
     pub max_ack_pending: i64,
-    /// Messages fetched per pull request.
+    /// Messages fetched per pull request, and at most handled as one batch (one transaction).
     pub batch: usize,
 }
 
