@@ -1,6 +1,6 @@
 //! The customer service's SQL: customers and the verdict kept per order.
 
-use oms_shared::db::{MAX_ROWS, Params, now_micros};
+use oms_shared::db::{MAX_ROWS, Params, fetch_in, now_micros, uuid};
 use oms_shared::{Money, Reason};
 use std::collections::HashMap;
 
@@ -29,20 +29,11 @@ pub async fn customers(
     ids: &[&str],
 ) -> Result<HashMap<String, Customer>, sqlx::Error> {
     let mut found = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(MAX_ROWS) {
-        let sql = format!(
-            "SELECT customer_id, name, status, credit_limit_cents FROM customers \
-             WHERE customer_id IN ({})",
-            Params::of(conn).list(1, chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let customer = customer_of(&row)?;
-            found.insert(customer.customer_id.clone(), customer);
-        }
+    let sql = "SELECT customer_id, name, status, credit_limit_cents FROM customers \
+               WHERE customer_id IN ({keys})";
+    for row in fetch_in(conn, sql, ids).await? {
+        let customer = customer_of(&row)?;
+        found.insert(customer.customer_id.clone(), customer);
     }
     Ok(found)
 }
@@ -98,23 +89,10 @@ pub async fn verdicts(
     orders: &[Uuid],
 ) -> Result<HashMap<Uuid, Verdict>, sqlx::Error> {
     let mut kept = HashMap::with_capacity(orders.len());
-    for chunk in orders.chunks(MAX_ROWS) {
-        let sql = format!(
-            "SELECT order_id, reason, detail, credit_limit_cents FROM verdicts \
-             WHERE order_id IN ({})",
-            Params::of(conn).list(1, chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for order_id in chunk {
-            query = query.bind(order_id.to_string());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let order_id: String = row.try_get("order_id")?;
-            let order_id = order_id
-                .parse()
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            kept.insert(order_id, verdict_of(&row)?);
-        }
+    let sql = "SELECT order_id, reason, detail, credit_limit_cents FROM verdicts \
+               WHERE order_id IN ({keys})";
+    for row in fetch_in(conn, sql, orders).await? {
+        kept.insert(uuid(&row, "order_id")?, verdict_of(&row)?);
     }
     Ok(kept)
 }

@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oms_shared::Reason;
-use oms_shared::db::{MAX_ROWS, Params, now_micros};
-use sqlx::any::AnyRow;
+use oms_shared::db::{MAX_ROWS, Params, fetch_in, now_micros, uuid};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use uuid::Uuid;
 
@@ -26,55 +25,35 @@ pub async fn reservations(
     orders: &[Uuid],
 ) -> Result<HashMap<Uuid, Held>, sqlx::Error> {
     let mut held = HashMap::with_capacity(orders.len());
-    for chunk in orders.chunks(MAX_ROWS) {
-        let sql = format!(
-            "SELECT order_id, status, reason, detail FROM reservations WHERE order_id IN ({})",
-            Params::of(conn).list(1, chunk.len())
+    let sql =
+        "SELECT order_id, status, reason, detail FROM reservations WHERE order_id IN ({keys})";
+    for row in fetch_in(conn, sql, orders).await? {
+        let status: String = row.try_get("status")?;
+        let status = Status::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
+        let reason: Option<String> = row.try_get("reason")?;
+        let detail: String = row.try_get("detail")?;
+        held.insert(
+            uuid(&row, "order_id")?,
+            Held {
+                status,
+                reason: reason
+                    .as_deref()
+                    .and_then(Reason::parse)
+                    .map(|r| (r, detail)),
+                items: BTreeMap::new(),
+            },
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for order_id in chunk {
-            query = query.bind(order_id.to_string());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let status: String = row.try_get("status")?;
-            let status = Status::parse(&status)
-                .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
-            let reason: Option<String> = row.try_get("reason")?;
-            let detail: String = row.try_get("detail")?;
-            held.insert(
-                uuid_of(&row)?,
-                Held {
-                    status,
-                    reason: reason
-                        .as_deref()
-                        .and_then(Reason::parse)
-                        .map(|r| (r, detail)),
-                    items: BTreeMap::new(),
-                },
-            );
-        }
-        let sql = format!(
-            "SELECT order_id, product_id, quantity FROM reservation_items WHERE order_id IN ({})",
-            Params::of(conn).list(1, chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for order_id in chunk {
-            query = query.bind(order_id.to_string());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            if let Some(h) = held.get_mut(&uuid_of(&row)?) {
-                h.items
-                    .insert(row.try_get("product_id")?, row.try_get("quantity")?);
-            }
+    }
+    let sql = "SELECT order_id, product_id, quantity FROM reservation_items \
+               WHERE order_id IN ({keys})";
+    for row in fetch_in(conn, sql, orders).await? {
+        if let Some(h) = held.get_mut(&uuid(&row, "order_id")?) {
+            h.items
+                .insert(row.try_get("product_id")?, row.try_get("quantity")?);
         }
     }
     Ok(held)
-}
-
-fn uuid_of(row: &AnyRow) -> Result<Uuid, sqlx::Error> {
-    row.try_get::<String, _>("order_id")?
-        .parse()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Available stock of each of `products` that exists.
@@ -83,18 +62,9 @@ pub async fn stock(
     products: &[&str],
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
     let mut stock = HashMap::with_capacity(products.len());
-    for chunk in products.chunks(MAX_ROWS) {
-        let sql = format!(
-            "SELECT product_id, available FROM products WHERE product_id IN ({})",
-            Params::of(conn).list(1, chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for product in chunk {
-            query = query.bind(*product);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            stock.insert(row.try_get("product_id")?, row.try_get("available")?);
-        }
+    let sql = "SELECT product_id, available FROM products WHERE product_id IN ({keys})";
+    for row in fetch_in(conn, sql, products).await? {
+        stock.insert(row.try_get("product_id")?, row.try_get("available")?);
     }
     Ok(stock)
 }

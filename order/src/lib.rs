@@ -19,7 +19,7 @@ use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
 use oms_shared::{Config, Envelope, Event, Reason, db};
 use sqlx::AnyPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -144,15 +144,28 @@ impl Orders {
             .iter()
             .filter(|e| fresh.contains(&e.event_id))
             .collect();
-        let snapshots: Vec<_> = fresh
-            .iter()
-            .map(|e| (e.order_id, e.event.order(), e.event_id))
-            .collect();
-        store::create(&mut tx, &snapshots).await?;
         let mut orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
         orders.sort_unstable();
         orders.dedup();
         let mut heads = store::heads(&mut tx, &orders).await?;
+        // Orders seen for the first time are created from the snapshot their event carries.
+        let mut first_seen = HashSet::new();
+        let new: Vec<_> = fresh
+            .iter()
+            .filter(|e| !heads.contains_key(&e.order_id) && first_seen.insert(e.order_id))
+            .map(|e| (e.order_id, e.event.order(), e.event_id))
+            .collect();
+        let created = store::create(&mut tx, &new).await?;
+        heads.extend(created.iter().map(|id| (*id, store::Head::pending())));
+        let raced: Vec<Uuid> = new
+            .iter()
+            .map(|(id, _, _)| *id)
+            .filter(|id| !created.contains(id))
+            .collect();
+        if !raced.is_empty() {
+            // Another instance created them in between: read what it stored.
+            heads.extend(store::heads(&mut tx, &raced).await?);
+        }
         // Decide in stream order against the heads; at most one change per order, since the
         // first one is terminal.
         let mut changes = Vec::new();

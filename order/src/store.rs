@@ -3,7 +3,9 @@
 use oms_shared::api::{ListOrders, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
-use oms_shared::db::{MAX_ROWS, Params, from_micros, now_micros, to_micros};
+use oms_shared::db::{
+    MAX_ROWS, Params, execute_in, fetch_in, from_micros, now_micros, to_micros, uuid,
+};
 use oms_shared::{Item, Money, OrderSnapshot, Reason};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
@@ -21,6 +23,18 @@ pub struct Head {
     pub reason: Option<Reason>,
     pub detail: Option<String>,
     pub announced: bool,
+}
+
+impl Head {
+    /// A new order's head.
+    pub fn pending() -> Self {
+        Head {
+            status: OrderStatus::Pending,
+            reason: None,
+            detail: None,
+            announced: false,
+        }
+    }
 }
 
 /// Records the ids of the batch's events as applied and returns those that were not recorded
@@ -45,18 +59,20 @@ pub async fn claim(
                 .bind(now);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            fresh.insert(uuid_of(&row, "event_id")?);
+            fresh.insert(uuid(&row, "event_id")?);
         }
     }
     Ok(fresh)
 }
 
-/// Creates as PENDING, from the snapshot every event carries, those of `orders` that do not
-/// exist yet, with their items and the first history entry.
+/// Creates as PENDING, from the snapshot every event carries, those of `orders` (each once)
+/// that do not exist yet, with their items and the first history entry; returns those it
+/// created.
 pub async fn create(
     conn: &mut AnyConnection,
     orders: &[(Uuid, &OrderSnapshot, Uuid)],
-) -> Result<(), sqlx::Error> {
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let mut created = HashSet::with_capacity(orders.len());
     for chunk in orders.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
@@ -74,14 +90,15 @@ pub async fn create(
                 .bind(created)
                 .bind(created);
         }
-        let mut created = HashSet::new();
+        let mut now_created = HashSet::new();
         for row in query.fetch_all(&mut *conn).await? {
-            created.insert(uuid_of(&row, "order_id")?);
+            now_created.insert(uuid(&row, "order_id")?);
         }
         let new: Vec<_> = chunk
             .iter()
-            .filter(|(order_id, _, _)| created.contains(order_id))
+            .filter(|(order_id, _, _)| now_created.contains(order_id))
             .collect();
+        created.extend(now_created);
         if new.is_empty() {
             continue;
         }
@@ -126,7 +143,7 @@ pub async fn create(
         }
         query.execute(&mut *conn).await?;
     }
-    Ok(())
+    Ok(created)
 }
 
 /// The stored heads of `orders` (those that exist).
@@ -135,19 +152,10 @@ pub async fn heads(
     orders: &[Uuid],
 ) -> Result<HashMap<Uuid, Head>, sqlx::Error> {
     let mut heads = HashMap::with_capacity(orders.len());
-    for chunk in orders.chunks(MAX_ROWS) {
-        let sql = format!(
-            "SELECT order_id, status, reason, detail, announced FROM orders \
-             WHERE order_id IN ({})",
-            Params::of(conn).list(1, chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for order_id in chunk {
-            query = query.bind(order_id.to_string());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            heads.insert(uuid_of(&row, "order_id")?, head_of(&row)?);
-        }
+    let sql = "SELECT order_id, status, reason, detail, announced FROM orders \
+               WHERE order_id IN ({keys})";
+    for row in fetch_in(conn, sql, orders).await? {
+        heads.insert(uuid(&row, "order_id")?, head_of(&row)?);
     }
     Ok(heads)
 }
@@ -162,12 +170,6 @@ fn head_of(row: &AnyRow) -> Result<Head, sqlx::Error> {
         detail: row.try_get("detail")?,
         announced: row.try_get::<i64, _>("announced")? != 0,
     })
-}
-
-fn uuid_of(row: &AnyRow, column: &str) -> Result<Uuid, sqlx::Error> {
-    row.try_get::<String, _>(column)?
-        .parse()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Applies status changes, one per order, in one statement, and records them in the history.
@@ -221,7 +223,7 @@ pub async fn apply(
             query = query.bind(order_id.to_string());
         }
         for row in query.fetch_all(&mut *conn).await? {
-            changed.insert(uuid_of(&row, "order_id")?);
+            changed.insert(uuid(&row, "order_id")?);
         }
 
         let done: Vec<_> = chunk
@@ -252,17 +254,12 @@ pub async fn apply(
 
 /// Marks the final status of `orders` as published.
 pub async fn mark_announced(pool: &AnyPool, orders: &[Uuid]) -> Result<(), sqlx::Error> {
-    for chunk in orders.chunks(MAX_ROWS) {
-        let sql = format!(
-            "UPDATE orders SET announced = 1 WHERE order_id IN ({})",
-            Params::of_pool(pool).list(1, chunk.len())
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for order_id in chunk {
-            query = query.bind(order_id.to_string());
-        }
-        query.execute(pool).await?;
+    if orders.is_empty() {
+        return Ok(());
     }
+    let mut conn = pool.acquire().await?;
+    let sql = "UPDATE orders SET announced = 1 WHERE order_id IN ({keys})";
+    execute_in(&mut conn, sql, orders).await?;
     Ok(())
 }
 

@@ -103,45 +103,47 @@ impl Payments {
         let state = self
             .update(order_id, |j| join::merge(j, verdict.clone(), order))
             .await?;
-        let event = match join::decide(&state) {
+        let (outcome, event) = match join::decide(&state) {
             Decision::Wait | Decision::NoCharge => {
                 debug!(?state, "nothing to charge (yet)");
                 return Ok(());
             }
-            Decision::Decline { detail } => {
-                self.record(
-                    order_id,
-                    Outcome::Declined {
-                        detail: detail.clone(),
-                    },
-                )
-                .await?;
+            Decision::Decline { detail } => (
+                Outcome::Declined {
+                    detail: detail.clone(),
+                },
                 Event::PaymentFailed(Rejection {
                     order: order.clone(),
                     reason: Reason::PaymentDeclined,
                     detail,
-                })
-            }
+                }),
+            ),
             Decision::Charge { amount } => {
                 let charge = gateway::charge(&self.ledger, order_id, amount)
                     .await
                     .map_err(HandleError::transient)?;
-                self.record(
-                    order_id,
+                (
                     Outcome::Charged {
                         charge_id: charge.charge_id.clone(),
                         amount: charge.amount,
                     },
+                    Event::PaymentProcessed(PaymentProcessed {
+                        order: order.clone(),
+                        amount: charge.amount,
+                        charge_id: charge.charge_id,
+                    }),
                 )
-                .await?;
-                Event::PaymentProcessed(PaymentProcessed {
-                    order: order.clone(),
-                    amount: charge.amount,
-                    charge_id: charge.charge_id,
-                })
             }
         };
-        bus::publish(&self.js, &Envelope::new(order_id, event)).await?;
+        // Both at once: the outcome is deterministic (a decline follows from the verdicts, a
+        // charge is the ledger's one entry), so a redelivery after either one failed records
+        // and publishes the very same thing again.
+        let envelope = Envelope::new(order_id, event);
+        tokio::try_join!(self.record(order_id, outcome), async {
+            bus::publish(&self.js, &envelope)
+                .await
+                .map_err(HandleError::from)
+        })?;
         Ok(())
     }
 

@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use sqlx::any::AnyRow;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
 
 /// Opens a pool on `url`, creating the SQLite file (and its folder) if needed.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
@@ -168,6 +169,52 @@ impl Params {
         }
         sql
     }
+}
+
+/// Runs `sql`, in which `{keys}` stands for an `IN` list, once per chunk of `keys` (bound as
+/// text) and returns the rows of all chunks: reading the state of a whole batch in one go.
+pub async fn fetch_in<K: ToString>(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    keys: &[K],
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    let params = Params::of(conn);
+    let mut rows = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(MAX_ROWS) {
+        let sql = sql.replace("{keys}", &params.list(1, chunk.len()));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(key.to_string());
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
+}
+
+/// Like [`fetch_in`], for a statement without rows; returns the rows it affected.
+pub async fn execute_in<K: ToString>(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    keys: &[K],
+) -> Result<u64, sqlx::Error> {
+    let params = Params::of(conn);
+    let mut affected = 0;
+    for chunk in keys.chunks(MAX_ROWS) {
+        let sql = sql.replace("{keys}", &params.list(1, chunk.len()));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(key.to_string());
+        }
+        affected += query.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(affected)
+}
+
+/// A UUID stored as text.
+pub fn uuid(row: &AnyRow, column: &str) -> Result<uuid::Uuid, sqlx::Error> {
+    row.try_get::<String, _>(column)?
+        .parse()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// Current time as Unix microseconds, the portable way timestamps are stored.
