@@ -9,6 +9,7 @@
 pub mod decide;
 pub mod store;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
@@ -19,12 +20,10 @@ use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
 use oms_shared::{Config, Envelope, Event, Reason, db};
 use sqlx::AnyPool;
-use std::collections::{HashMap, HashSet};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
-
 use uuid::Uuid;
 
 use crate::decide::transition;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
@@ -119,14 +119,6 @@ impl Params {
         }
     }
 
-    pub fn of_pool(pool: &AnyPool) -> Self {
-        if is_sqlite(pool) {
-            Params::Anonymous
-        } else {
-            Params::Numbered
-        }
-    }
-
     /// The parameter at 1-based position `n`.
     fn param(self, sql: &mut String, n: usize) {
         match self {
@@ -181,12 +173,7 @@ pub async fn fetch_in<K: ToString>(
     let params = Params::of(conn);
     let mut rows = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(MAX_ROWS) {
-        let sql = sql.replace("{keys}", &params.list(1, chunk.len()));
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(key.to_string());
-        }
-        rows.extend(query.fetch_all(&mut *conn).await?);
+        rows.extend(in_query(params, sql, chunk).fetch_all(&mut *conn).await?);
     }
     Ok(rows)
 }
@@ -200,14 +187,25 @@ pub async fn execute_in<K: ToString>(
     let params = Params::of(conn);
     let mut affected = 0;
     for chunk in keys.chunks(MAX_ROWS) {
-        let sql = sql.replace("{keys}", &params.list(1, chunk.len()));
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(key.to_string());
-        }
-        affected += query.execute(&mut *conn).await?.rows_affected();
+        affected += in_query(params, sql, chunk)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
     }
     Ok(affected)
+}
+
+/// `sql` with `{keys}` replaced by the parameters of `keys`, and those bound.
+fn in_query<K: ToString>(
+    params: Params,
+    sql: &str,
+    keys: &[K],
+) -> sqlx::query::Query<'static, Any, AnyArguments> {
+    let sql = sql.replace("{keys}", &params.list(1, keys.len()));
+    keys.iter()
+        .fold(sqlx::query(AssertSqlSafe(sql)), |query, key| {
+            query.bind(key.to_string())
+        })
 }
 
 /// A UUID stored as text.
