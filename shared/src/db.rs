@@ -38,6 +38,10 @@ pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
         // statements and take their turn.
         .max_connections(if sqlite { 1 } else { 8 })
         .acquire_timeout(Duration::from_secs(10))
+        // A liveness check before every acquire is a round trip to the connection (for SQLite
+        // to its worker thread) per transaction; a dead connection fails its statement instead,
+        // which is a transient error (NAK, redelivery) and makes the pool replace it.
+        .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if sqlite {
