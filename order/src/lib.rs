@@ -55,10 +55,11 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("adding endpoint: {e}"))?;
 
-    let handler = Arc::new(Orders {
+    // Four consumers, one SQLite writer: one transaction per round for all of them.
+    let handler = Arc::new(bus::Funnel::new(Orders {
         pool: pool.clone(),
         js: bus.js.clone(),
-    });
+    }));
     let tasks = TaskTracker::new();
     for spec in [
         topology::ORDER_ORDERS,

@@ -194,6 +194,67 @@ where
     results
 }
 
+/// Funnels the batches of several consumers into one handler: whatever the consumers fetched
+/// while the handler was busy goes into its next call as one batch. A service whose consumers
+/// all write to one database then commits once per round for all of them, instead of the
+/// consumers taking turns on the write lock with a commit each (SQLite has one writer).
+/// Each consumer still waits for the outcome of its own events before it takes more, so every
+/// consumer's stream order is kept.
+pub struct Funnel {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+struct Job {
+    events: Vec<Envelope>,
+    outcome: tokio::sync::oneshot::Sender<Vec<Result<(), HandleError>>>,
+}
+
+impl Funnel {
+    /// Starts the task that feeds `handler`; it ends when the funnel is dropped.
+    pub fn new<H: Handler>(handler: H) -> Self {
+        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut round = vec![first];
+                while let Ok(job) = queue.try_recv() {
+                    round.push(job);
+                }
+                let sizes: Vec<usize> = round.iter().map(|job| job.events.len()).collect();
+                let (events, outcomes): (Vec<_>, Vec<_>) = round
+                    .into_iter()
+                    .map(|job| (job.events, job.outcome))
+                    .unzip();
+                let mut results = handler.handle_batch(events.concat()).await.into_iter();
+                for (outcome, size) in outcomes.into_iter().zip(sizes) {
+                    // A consumer that stopped waiting has nothing to settle: its messages
+                    // are redelivered.
+                    let _ = outcome.send(results.by_ref().take(size).collect());
+                }
+            }
+        });
+        Funnel { jobs }
+    }
+}
+
+impl Handler for Funnel {
+    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+        let count = events.len();
+        let (outcome, result) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job { events, outcome }).is_ok()
+            && let Ok(results) = result.await
+        {
+            return results;
+        }
+        (0..count)
+            .map(|_| {
+                Err(HandleError::transient(anyhow::anyhow!(
+                    "the handler task has stopped"
+                )))
+            })
+            .collect()
+    }
+}
+
 /// Publishes all `events` at once and then awaits their PubAcks together: one round trip for
 /// the lot instead of one each. One result per event, in order.
 pub async fn publish_all(
