@@ -56,6 +56,18 @@ pub fn merge(mut join: Join, verdict: Verdict, order: &OrderSnapshot) -> Join {
     join
 }
 
+/// Keeps the payment's outcome in a complete join whose checks both passed; the first
+/// outcome stands.
+pub fn conclude(mut join: Join, outcome: &Outcome) -> Join {
+    if matches!(
+        decide(&join),
+        Decision::Charge { .. } | Decision::Decline { .. }
+    ) {
+        join.outcome.get_or_insert_with(|| outcome.clone());
+    }
+    join
+}
+
 /// What to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -185,5 +197,37 @@ mod tests {
             let join = merge(merge(Join::default(), c, &o), i, &o);
             assert_eq!(decide(&join), Decision::NoCharge);
         }
+    }
+
+    #[test]
+    fn an_outcome_is_kept_only_for_a_payable_join_and_the_first_stands() {
+        let o = order(100);
+        let charged = Outcome::Charged {
+            charge_id: "ch_1".into(),
+            amount: Money::from_cents(100),
+        };
+        let open = merge(Join::default(), validated(1_000), &o);
+        assert_eq!(
+            conclude(open.clone(), &charged),
+            open,
+            "a verdict is missing"
+        );
+        let rejected = merge(
+            open.clone(),
+            Verdict::Inventory(InventoryVerdict::Rejected),
+            &o,
+        );
+        assert_eq!(conclude(rejected.clone(), &charged), rejected, "no charge");
+        let complete = merge(open, Verdict::Inventory(InventoryVerdict::Reserved), &o);
+        let concluded = conclude(complete, &charged);
+        assert_eq!(concluded.outcome, Some(charged.clone()));
+        let again = conclude(
+            concluded.clone(),
+            &Outcome::Charged {
+                charge_id: "ch_2".into(),
+                amount: Money::from_cents(100),
+            },
+        );
+        assert_eq!(again, concluded, "the first outcome stands");
     }
 }

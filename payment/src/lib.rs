@@ -1,9 +1,9 @@
 //! The payment service: joins the customer and inventory verdicts of each order in KV
 //! `payment-join` and charges through a simulated gateway once both passed.
 //!
-//! verdict → fold it into the join by compare-and-set (pure `merge`) → decide (pure) →
-//! charge (create-only ledger) → record the outcome → publish `payments.processed` /
-//! `payments.failed` → ack. Either verdict may come first, any number of times.
+//! verdict → decide (pure `merge`, `decide`) → charge once both passed (create-only ledger) →
+//! store verdict and outcome in the join by compare-and-set (pure `conclude`) ∥ publish
+//! `payments.processed` / `payments.failed` → ack. Either verdict may come first, any number of times.
 
 pub mod codec;
 pub mod gateway;
@@ -17,7 +17,7 @@ use oms_shared::bus::{self, HandleError, Handler};
 use oms_shared::events::{PaymentProcessed, Rejection};
 use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, Reason};
+use oms_shared::{Config, Envelope, Event, OrderSnapshot, Reason};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -100,60 +100,70 @@ impl Payments {
             _ => return Ok(()), // not ours: the filters only send verdicts
         };
         let order = envelope.event.order();
-        let state = self
-            .update(order_id, |j| join::merge(j, verdict.clone(), order))
-            .await?;
-        let (outcome, event) = match join::decide(&state) {
-            Decision::Wait | Decision::NoCharge => {
-                debug!(?state, "nothing to charge (yet)");
-                return Ok(());
+        // When what this instance stored last plus this verdict completes the join, settle
+        // first and store the verdict together with the outcome: one write instead of two.
+        let guess = self
+            .remembered(order_id)
+            .map(|(join, _)| join)
+            .unwrap_or_default();
+        let outcome = match self
+            .settle(order_id, &join::merge(guess, verdict.clone(), order))
+            .await?
+        {
+            Some(outcome) => outcome,
+            None => {
+                // Still open as far as this instance knows: store the verdict, then settle
+                // if the bucket held the other one after all.
+                let state = self
+                    .update(order_id, |j| join::merge(j, verdict.clone(), order))
+                    .await?;
+                match self.settle(order_id, &state).await? {
+                    Some(outcome) => outcome,
+                    None => {
+                        debug!(?state, "nothing to charge (yet)");
+                        return Ok(());
+                    }
+                }
             }
-            Decision::Decline { detail } => (
-                Outcome::Declined {
-                    detail: detail.clone(),
-                },
-                Event::PaymentFailed(Rejection {
-                    order: order.clone(),
-                    reason: Reason::PaymentDeclined,
-                    detail,
-                }),
-            ),
+        };
+        // Record and publish at once: the outcome is deterministic (a decline follows from
+        // the verdicts, a charge is the ledger's one entry), so a redelivery after either one
+        // failed records and publishes the very same thing again.
+        let envelope = Envelope::new(order_id, announcement(order, &outcome));
+        tokio::try_join!(
+            self.update(order_id, |j| join::conclude(
+                join::merge(j, verdict.clone(), order),
+                &outcome
+            )),
+            async {
+                bus::publish(&self.js, &envelope)
+                    .await
+                    .map_err(HandleError::from)
+            }
+        )?;
+        Ok(())
+    }
+
+    /// The payment of a complete join: the outcome it has, or a decline, or the charge (the
+    /// ledger gives the first charge again to a repeated call). `None` while a verdict is
+    /// missing or when one of them was a rejection.
+    async fn settle(&self, order_id: Uuid, join: &Join) -> Result<Option<Outcome>, HandleError> {
+        if let Some(outcome) = &join.outcome {
+            return Ok(Some(outcome.clone()));
+        }
+        Ok(match join::decide(join) {
+            Decision::Wait | Decision::NoCharge => None,
+            Decision::Decline { detail } => Some(Outcome::Declined { detail }),
             Decision::Charge { amount } => {
                 let charge = gateway::charge(&self.ledger, order_id, amount)
                     .await
                     .map_err(HandleError::transient)?;
-                (
-                    Outcome::Charged {
-                        charge_id: charge.charge_id.clone(),
-                        amount: charge.amount,
-                    },
-                    Event::PaymentProcessed(PaymentProcessed {
-                        order: order.clone(),
-                        amount: charge.amount,
-                        charge_id: charge.charge_id,
-                    }),
-                )
+                Some(Outcome::Charged {
+                    charge_id: charge.charge_id,
+                    amount: charge.amount,
+                })
             }
-        };
-        // Both at once: the outcome is deterministic (a decline follows from the verdicts, a
-        // charge is the ledger's one entry), so a redelivery after either one failed records
-        // and publishes the very same thing again.
-        let envelope = Envelope::new(order_id, event);
-        tokio::try_join!(self.record(order_id, outcome), async {
-            bus::publish(&self.js, &envelope)
-                .await
-                .map_err(HandleError::from)
-        })?;
-        Ok(())
-    }
-
-    /// Keeps the outcome beside the verdicts (the first outcome stands).
-    async fn record(&self, order_id: Uuid, outcome: Outcome) -> Result<Join, HandleError> {
-        self.update(order_id, |mut j| {
-            j.outcome.get_or_insert_with(|| outcome.clone());
-            j
         })
-        .await
     }
 
     /// Applies `change` to the order's join by compare-and-set on the entry's revision,
@@ -261,5 +271,21 @@ impl Payments {
             known.clear();
         }
         known.insert(order_id, (join.clone(), revision));
+    }
+}
+
+/// The event that tells the order service what payment did.
+fn announcement(order: &OrderSnapshot, outcome: &Outcome) -> Event {
+    match outcome {
+        Outcome::Charged { charge_id, amount } => Event::PaymentProcessed(PaymentProcessed {
+            order: order.clone(),
+            amount: *amount,
+            charge_id: charge_id.clone(),
+        }),
+        Outcome::Declined { detail } => Event::PaymentFailed(Rejection {
+            order: order.clone(),
+            reason: Reason::PaymentDeclined,
+            detail: detail.clone(),
+        }),
     }
 }
