@@ -6,6 +6,7 @@
 pub mod decide;
 pub mod store;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
@@ -96,9 +97,12 @@ impl Handler for Customers {
 }
 
 impl Customers {
-    /// Decides every placed order of the batch and keeps the verdicts, in one transaction;
-    /// returns the answer to publish for each event. An order decided before gets the
-    /// decision it got then.
+    /// Decides every placed order of the batch and keeps the verdicts; returns the answer to
+    /// publish for each event. An order decided before gets the decision it got then.
+    ///
+    /// No transaction is needed: customers are only read, and the verdicts go in with one
+    /// insert-if-absent statement, which is atomic by itself. So the usual batch is two
+    /// statements; only redeliveries read the verdicts kept before.
     async fn decide_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
         let placed: Vec<(Uuid, &OrderSnapshot)> = events
             .iter()
@@ -107,35 +111,28 @@ impl Customers {
                 _ => None, // not ours: the filter only sends orders.placed
             })
             .collect();
-        let orders: Vec<Uuid> = placed.iter().map(|(id, _)| *id).collect();
-        let mut tx = db::begin_write(&self.pool).await?;
-        let mut kept = store::verdicts(&mut tx, &orders).await?;
-        let undecided: Vec<&(Uuid, &OrderSnapshot)> = placed
-            .iter()
-            .filter(|(id, _)| !kept.contains_key(id))
-            .collect();
-        if !undecided.is_empty() {
-            let mut ids: Vec<&str> = undecided
-                .iter()
-                .map(|(_, o)| o.customer_id.as_str())
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let customers = store::customers(&mut tx, &ids).await?;
-            let mut decided: Vec<(Uuid, Verdict)> = Vec::with_capacity(undecided.len());
-            for (order_id, order) in undecided {
-                if !decided.iter().any(|(id, _)| id == order_id) {
-                    decided.push((*order_id, decide(customers.get(&order.customer_id), order)));
-                }
-            }
-            if store::keep_verdicts(&mut tx, &decided).await? == decided.len() {
-                kept.extend(decided);
-            } else {
-                // Another instance decided some of them first: its verdicts stand.
-                kept = store::verdicts(&mut tx, &orders).await?;
-            }
+        let mut ids: Vec<&str> = placed.iter().map(|(_, o)| o.customer_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut conn = self.pool.acquire().await?;
+        let customers = store::customers(&mut conn, &ids).await?;
+        let mut kept: HashMap<Uuid, Verdict> = HashMap::with_capacity(placed.len());
+        for (order_id, order) in &placed {
+            kept.entry(*order_id)
+                .or_insert_with(|| decide(customers.get(&order.customer_id), order));
         }
-        tx.commit().await?;
+        let decided: Vec<(Uuid, Verdict)> = kept.iter().map(|(id, v)| (*id, v.clone())).collect();
+        let new = store::keep_verdicts(&mut conn, &decided).await?;
+        if new.len() < decided.len() {
+            // Decided before (a redelivery, or another instance): that verdict stands.
+            let old: Vec<Uuid> = kept
+                .keys()
+                .filter(|id| !new.contains(id))
+                .copied()
+                .collect();
+            kept.extend(store::verdicts(&mut conn, &old).await?);
+        }
+        drop(conn);
         events
             .iter()
             .map(|envelope| {

@@ -2,7 +2,7 @@
 
 use oms_shared::db::{MAX_ROWS, Params, fetch_in, now_micros, uuid};
 use oms_shared::{Money, Reason};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
@@ -47,18 +47,19 @@ fn customer_of(r: &AnyRow) -> Result<Customer, sqlx::Error> {
     })
 }
 
-/// Records each verdict unless one is recorded for its order already; returns how many were
-/// new. The first decision stands: a redelivery (or a second instance) republishes it.
+/// Records each verdict unless one is recorded for its order already; returns the orders
+/// whose verdict is new. The first decision stands: a redelivery (or a second instance)
+/// republishes it.
 pub async fn keep_verdicts(
     conn: &mut AnyConnection,
     verdicts: &[(Uuid, Verdict)],
-) -> Result<usize, sqlx::Error> {
+) -> Result<HashSet<Uuid>, sqlx::Error> {
     let now = now_micros();
-    let mut inserted = 0;
+    let mut inserted = HashSet::with_capacity(verdicts.len());
     for chunk in verdicts.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO verdicts (order_id, reason, detail, credit_limit_cents, decided_at) \
-             VALUES {} ON CONFLICT (order_id) DO NOTHING",
+             VALUES {} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
             Params::of(conn).tuples(chunk.len(), 5)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -78,7 +79,9 @@ pub async fn keep_verdicts(
                 .bind(limit)
                 .bind(now);
         }
-        inserted += query.execute(&mut *conn).await?.rows_affected() as usize;
+        for row in query.fetch_all(&mut *conn).await? {
+            inserted.insert(uuid(&row, "order_id")?);
+        }
     }
     Ok(inserted)
 }
