@@ -515,3 +515,89 @@ async fn dead_letter(
         warn!(error = %e, "term/nak failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Item, Money, OrderSnapshot};
+    use std::sync::Mutex;
+    use tokio::sync::{Notify, Semaphore};
+    use uuid::Uuid;
+
+    /// Records the order ids of every call and fails the events of the orders in `bad`; a call
+    /// waits for `gate` after saying it started.
+    struct Recorder {
+        calls: Arc<Mutex<Vec<Vec<Uuid>>>>,
+        bad: Vec<Uuid>,
+        started: Arc<Notify>,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Handler for Recorder {
+        async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+            self.started.notify_one();
+            let _open = self.gate.acquire().await.expect("gate stays open");
+            let ids: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+            self.calls.lock().unwrap().push(ids.clone());
+            ids.iter()
+                .map(|id| match self.bad.contains(id) {
+                    true => Err(HandleError::Permanent(anyhow::anyhow!("bad {id}"))),
+                    false => Ok(()),
+                })
+                .collect()
+        }
+    }
+
+    fn placed(order_id: Uuid) -> Envelope {
+        Envelope::new(
+            order_id,
+            crate::Event::OrderPlaced(OrderSnapshot {
+                customer_id: "OMS-Cust-001".into(),
+                items: vec![Item {
+                    product_id: "item1".into(),
+                    quantity: 1,
+                }],
+                total_amount: Money::from_cents(100),
+                placed_at: time::OffsetDateTime::UNIX_EPOCH,
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_funnel_joins_waiting_batches_and_gives_each_its_own_outcomes() {
+        let [x, a1, a2, b1, b2] = [(); 5].map(|_| Uuid::new_v4());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(Notify::new());
+        let gate = Arc::new(Semaphore::new(0));
+        let funnel = Arc::new(Funnel::new(Recorder {
+            calls: calls.clone(),
+            bad: vec![a1, b2],
+            started: started.clone(),
+            gate: gate.clone(),
+        }));
+
+        // A first batch occupies the handler; two more arrive while it is busy.
+        let first = tokio::spawn({
+            let funnel = funnel.clone();
+            async move { funnel.handle_batch(vec![placed(x)]).await }
+        });
+        started.notified().await;
+        let (a, b, ()) = tokio::join!(
+            funnel.handle_batch(vec![placed(a1), placed(a2)]),
+            funnel.handle_batch(vec![placed(b1), placed(b2)]),
+            async { gate.add_permits(10) },
+        );
+
+        let first = first.await.expect("first batch");
+        assert!(first.len() == 1 && first[0].is_ok());
+        let outcomes =
+            |r: &[Result<(), HandleError>]| -> Vec<bool> { r.iter().map(Result::is_ok).collect() };
+        assert_eq!(outcomes(&a), vec![false, true], "a1 failed, a2 passed");
+        assert_eq!(outcomes(&b), vec![true, false], "b1 passed, b2 failed");
+        assert_eq!(
+            *calls.lock().unwrap(),
+            vec![vec![x], vec![a1, a2, b1, b2]],
+            "the two waiting batches went to the handler as one, in arrival order"
+        );
+    }
+}
