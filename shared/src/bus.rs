@@ -9,6 +9,7 @@
 //!   is terminated. The loop survives stream errors by recreating its consumer.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,7 +225,15 @@ impl Funnel {
                     .into_iter()
                     .map(|job| (job.events, job.outcome))
                     .unzip();
-                let mut results = handler.handle_batch(events.concat()).await.into_iter();
+                let count = sizes.iter().sum();
+                // A handler that panics must not take the funnel, and with it every consumer
+                // of the service, down: the round's messages are tried again later.
+                let handled = AssertUnwindSafe(handler.handle_batch(events.concat()))
+                    .catch_unwind()
+                    .await;
+                let mut results = handled
+                    .unwrap_or_else(|_| transient_failures(count, "the handler panicked"))
+                    .into_iter();
                 for (outcome, size) in outcomes.into_iter().zip(sizes) {
                     // A consumer that stopped waiting has nothing to settle: its messages
                     // are redelivered.
@@ -245,14 +254,14 @@ impl Handler for Funnel {
         {
             return results;
         }
-        (0..count)
-            .map(|_| {
-                Err(HandleError::transient(anyhow::anyhow!(
-                    "the handler task has stopped"
-                )))
-            })
-            .collect()
+        transient_failures(count, "the handler task has stopped")
     }
+}
+
+fn transient_failures(count: usize, why: &str) -> Vec<Result<(), HandleError>> {
+    (0..count)
+        .map(|_| Err(HandleError::transient(anyhow::anyhow!("{why}"))))
+        .collect()
 }
 
 /// Publishes all `events` at once and then awaits their PubAcks together: one round trip for
@@ -599,5 +608,31 @@ mod tests {
             vec![vec![x], vec![a1, a2, b1, b2]],
             "the two waiting batches went to the handler as one, in arrival order"
         );
+    }
+
+    /// Panics on its first call.
+    struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+    impl Handler for PanicsOnce {
+        async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+            if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("a bug in the handler");
+            }
+            events.iter().map(|_| Ok(())).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_funnel_outlives_a_panicking_handler() {
+        let funnel = Funnel::new(PanicsOnce(Default::default()));
+        let first = funnel.handle_batch(vec![placed(Uuid::new_v4())]).await;
+        assert!(
+            matches!(first.as_slice(), [Err(HandleError::Transient(_))]),
+            "the panicked round is retried later"
+        );
+        let second = funnel
+            .handle_batch(vec![placed(Uuid::new_v4()), placed(Uuid::new_v4())])
+            .await;
+        assert!(second.len() == 2 && second.iter().all(Result::is_ok));
     }
 }
