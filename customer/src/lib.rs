@@ -132,7 +132,6 @@ impl Customers {
                 .collect();
             kept.extend(store::verdicts(&mut conn, &old).await?);
         }
-        drop(conn);
         events
             .iter()
             .map(|envelope| {

@@ -157,15 +157,9 @@ impl Orders {
             .collect();
         let created = store::create(&mut tx, &new).await?;
         heads.extend(created.iter().map(|id| (*id, store::Head::pending())));
-        let raced: Vec<Uuid> = new
-            .iter()
-            .map(|(id, _, _)| *id)
-            .filter(|id| !created.contains(id))
-            .collect();
-        if !raced.is_empty() {
-            // Another instance created them in between: read what it stored.
-            heads.extend(store::heads(&mut tx, &raced).await?);
-        }
+        // Those another instance created in between: read what it stored.
+        let raced = new.iter().map(|(id, _, _)| *id);
+        store::reread_missing(&mut tx, &mut heads, raced, &created).await?;
         // Decide in stream order against the heads; at most one change per order, since the
         // first one is terminal.
         let mut changes = Vec::new();
@@ -180,15 +174,9 @@ impl Orders {
             }
         }
         let changed = store::apply(&mut tx, &changes).await?;
-        let lost: Vec<Uuid> = changes
-            .iter()
-            .map(|(order_id, _, _)| *order_id)
-            .filter(|order_id| !changed.contains(order_id))
-            .collect();
-        if !lost.is_empty() {
-            // Another instance moved them first: what it stored stands.
-            heads.extend(store::heads(&mut tx, &lost).await?);
-        }
+        // Those another instance moved first: what it stored stands.
+        let lost = changes.iter().map(|(order_id, _, _)| *order_id);
+        store::reread_missing(&mut tx, &mut heads, lost, &changed).await?;
         tx.commit().await?;
 
         let last: HashMap<Uuid, usize> = events

@@ -160,6 +160,21 @@ pub async fn heads(
     Ok(heads)
 }
 
+/// Reads the heads of those of `orders` that are not in `written` (another instance wrote
+/// them first) again into `heads`.
+pub async fn reread_missing(
+    conn: &mut AnyConnection,
+    heads: &mut HashMap<Uuid, Head>,
+    orders: impl Iterator<Item = Uuid>,
+    written: &HashSet<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let missing: Vec<Uuid> = orders.filter(|id| !written.contains(id)).collect();
+    if !missing.is_empty() {
+        heads.extend(self::heads(conn, &missing).await?);
+    }
+    Ok(())
+}
+
 fn head_of(row: &AnyRow) -> Result<Head, sqlx::Error> {
     Ok(Head {
         status: status_of(row)?,
