@@ -59,6 +59,10 @@ pub struct Args {
     /// Where to draw the latency plot (with --sweep).
     #[arg(long, default_value = "loadgen-latency.png")]
     pub plot: PathBuf,
+    /// Also time each stage of the saga (customer, inventory, payment, order) from when its
+    /// event reaches loadgen; subscribes to those events too, so it adds a little load.
+    #[arg(long)]
+    pub stages: bool,
     /// No progress bar (logs, CI).
     #[arg(long)]
     pub quiet: bool,
@@ -83,8 +87,22 @@ pub struct RunReport {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// `--stages`: how long each stage of confirmed orders took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageReport>>,
     /// Highest resident memory seen per `oms-*` process on this machine, MiB.
     pub peak_rss_mib: Vec<(String, f64)>,
+}
+
+/// One stage of the saga: customer and inventory from the POST, payment from the later
+/// verdict, order from the payment to the final event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageReport {
+    pub stage: String,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -179,6 +197,13 @@ fn print_run(r: &RunReport) {
     ];
     for (name, value) in rows {
         println!("| {name:<28} | {value:>12} |");
+    }
+    for s in r.stages.iter().flatten() {
+        println!(
+            "| {:<28} | {:>12} |",
+            format!("stage {} p50/p99 ms", s.stage),
+            format!("{:.1} / {:.1}", s.p50_ms, s.p99_ms)
+        );
     }
     for (name, mib) in &r.peak_rss_mib {
         println!(

@@ -12,10 +12,34 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::{Args, RunReport};
+use crate::{Args, RunReport, StageReport};
 
 /// After sending stops, how long to wait for the last orders to end.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// The saga's steps `--stages` times, in the order they happen.
+pub const STAGES: [&str; 4] = ["customer", "inventory", "payment", "order"];
+
+/// When the step events of one order reached loadgen.
+#[derive(Debug, Default, Clone, Copy)]
+struct Steps {
+    customer: Option<Instant>,
+    inventory: Option<Instant>,
+    payment: Option<Instant>,
+}
+
+/// How long each stage of a confirmed order took: customer and inventory from the POST (they
+/// run in parallel), payment from the later verdict, order from the payment to the end. `None`
+/// when a step is missing (a rejected order has no payment).
+fn stage_times(posted: Instant, steps: Steps, ended: Instant) -> Option<[Duration; 4]> {
+    let (customer, inventory, payment) = (steps.customer?, steps.inventory?, steps.payment?);
+    Some([
+        customer.saturating_duration_since(posted),
+        inventory.saturating_duration_since(posted),
+        payment.saturating_duration_since(customer.max(inventory)),
+        ended.saturating_duration_since(payment),
+    ])
+}
 
 #[derive(Default)]
 struct Counters {
@@ -39,20 +63,27 @@ struct Inner {
     /// Closed loop: who waits for which order to end.
     waiters: HashMap<Uuid, tokio::sync::oneshot::Sender<()>>,
     latency_us: Histogram<u64>,
+    /// `--stages`: step arrivals of orders not ended yet, and one histogram per stage.
+    steps: HashMap<Uuid, Steps>,
+    stages_us: Option<Vec<Histogram<u64>>>,
     counters: Counters,
     last_end: Option<Instant>,
 }
 
 impl Tracker {
-    fn new() -> Self {
+    fn new(stages: bool) -> Self {
+        let histogram = || {
+            // 1 µs to 10 min, 3 significant digits.
+            Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+        };
         Tracker {
             inner: Mutex::new(Inner {
                 pending: HashMap::new(),
                 early: HashMap::new(),
                 waiters: HashMap::new(),
-                // 1 µs to 10 min, 3 significant digits.
-                latency_us: Histogram::new_with_bounds(1, 600_000_000, 3)
-                    .expect("valid histogram bounds"),
+                latency_us: histogram(),
+                steps: HashMap::new(),
+                stages_us: stages.then(|| STAGES.map(|_| histogram()).to_vec()),
                 counters: Counters::default(),
                 last_end: None,
             }),
@@ -79,7 +110,7 @@ impl Tracker {
         inner.counters.accepted += 1;
         match inner.early.remove(&id) {
             Some((ended, confirmed)) => {
-                inner.record(started, ended, confirmed);
+                inner.record(id, started, ended, confirmed);
                 let _ = tx.send(());
             }
             None => {
@@ -94,7 +125,7 @@ impl Tracker {
         let mut inner = self.lock();
         match inner.pending.remove(&id) {
             Some(started) => {
-                inner.record(started, at, confirmed);
+                inner.record(id, started, at, confirmed);
                 if let Some(waiter) = inner.waiters.remove(&id) {
                     let _ = waiter.send(());
                 }
@@ -104,12 +135,37 @@ impl Tracker {
             }
         }
     }
+
+    /// A step event of `id` arrived (`--stages`); only the first of each kind counts.
+    fn step(&self, id: Uuid, stage: usize, at: Instant) {
+        let mut inner = self.lock();
+        let steps = inner.steps.entry(id).or_default();
+        let slot = match stage {
+            0 => &mut steps.customer,
+            1 => &mut steps.inventory,
+            _ => &mut steps.payment,
+        };
+        slot.get_or_insert(at);
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros().max(1) as u64).min(600_000_000)
 }
 
 impl Inner {
-    fn record(&mut self, started: Instant, ended: Instant, confirmed: bool) {
-        let us = ended.saturating_duration_since(started).as_micros().max(1) as u64;
-        let _ = self.latency_us.record(us.min(600_000_000));
+    fn record(&mut self, id: Uuid, started: Instant, ended: Instant, confirmed: bool) {
+        let _ = self
+            .latency_us
+            .record(micros(ended.saturating_duration_since(started)));
+        let steps = self.steps.remove(&id).unwrap_or_default();
+        if let (Some(histograms), true) = (self.stages_us.as_mut(), confirmed)
+            && let Some(times) = stage_times(started, steps, ended)
+        {
+            for (h, t) in histograms.iter_mut().zip(times) {
+                let _ = h.record(micros(t));
+            }
+        }
         if confirmed {
             self.counters.confirmed += 1;
         } else {
@@ -129,14 +185,40 @@ pub async fn run(
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let tracker = Arc::new(Tracker::new());
+    let tracker = Arc::new(Tracker::new(args.stages));
 
     // The ends, straight from the events.
     let mut ends = futures::stream::select(
         nats.subscribe(topology::ORDERS_CONFIRMED_ALL).await?,
         nats.subscribe(topology::ORDERS_REJECTED_ALL).await?,
     );
+    // `--stages`: the verdicts and the payment outcome, on the subjects their consumers read.
+    let step_subjects = [
+        (0, topology::PAYMENT_CUSTOMERS.filters),
+        (1, topology::PAYMENT_INVENTORY.filters),
+        (2, topology::ORDER_PAYMENTS.filters),
+    ];
+    let mut steps = futures::stream::SelectAll::new();
+    if args.stages {
+        for (stage, filters) in step_subjects {
+            for filter in filters {
+                let subscription = nats.subscribe(filter.to_string()).await?;
+                steps.push(subscription.map(move |m| (stage, m)).boxed());
+            }
+        }
+    }
     nats.flush().await?;
+    let step_listener = {
+        let tracker = tracker.clone();
+        tokio::spawn(async move {
+            while let Some((stage, message)) = steps.next().await {
+                let now = Instant::now();
+                if let Some(id) = order_of(&message.subject) {
+                    tracker.step(id, stage, now);
+                }
+            }
+        })
+    };
     let listener = {
         let tracker = tracker.clone();
         tokio::spawn(async move {
@@ -145,12 +227,7 @@ pub async fn run(
                 let confirmed = message
                     .subject
                     .starts_with(topology::ORDERS_CONFIRMED_PREFIX);
-                if let Some(id) = message
-                    .subject
-                    .rsplit('.')
-                    .next()
-                    .and_then(|t| t.parse().ok())
-                {
+                if let Some(id) = order_of(&message.subject) {
                     tracker.ended(id, confirmed, now);
                 }
             }
@@ -257,6 +334,7 @@ pub async fn run(
     }
     bar.finish_and_clear();
     listener.abort();
+    step_listener.abort();
     let peak_rss_mib = rss.stop().await;
 
     let inner = tracker.lock();
@@ -281,8 +359,25 @@ pub async fn run(
         p90_ms: q(0.90),
         p99_ms: q(0.99),
         max_ms: inner.latency_us.max() as f64 / 1000.0,
+        stages: inner.stages_us.as_ref().map(|histograms| {
+            STAGES
+                .iter()
+                .zip(histograms)
+                .map(|(name, h)| StageReport {
+                    stage: name.to_string(),
+                    p50_ms: h.value_at_quantile(0.50) as f64 / 1000.0,
+                    p90_ms: h.value_at_quantile(0.90) as f64 / 1000.0,
+                    p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+                })
+                .collect()
+        }),
         peak_rss_mib,
     })
+}
+
+/// The order id an event subject ends with.
+fn order_of(subject: &str) -> Option<Uuid> {
+    subject.rsplit('.').next().and_then(|t| t.parse().ok())
 }
 
 /// Waits until no durable consumer of the saga has work left, so one run's backlog does not
@@ -318,5 +413,41 @@ async fn wait_idle(nats: &async_nats::Client) -> anyhow::Result<()> {
             told = true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_follow_the_saga_and_need_every_step() {
+        let posted = Instant::now();
+        let at = |ms| posted + Duration::from_millis(ms);
+        let steps = Steps {
+            customer: Some(at(3)),
+            inventory: Some(at(5)),
+            payment: Some(at(9)),
+        };
+        let ms = |d: Duration| d.as_millis();
+        let times = stage_times(posted, steps, at(16)).expect("all steps seen");
+        // Payment waits for the later verdict (inventory at 5 ms), order for the payment.
+        assert_eq!(times.map(ms), [3, 5, 4, 7]);
+        let rejected = Steps {
+            payment: None,
+            ..steps
+        };
+        assert!(stage_times(posted, rejected, at(16)).is_none());
+    }
+
+    #[test]
+    fn only_the_first_event_of_a_step_counts() {
+        let tracker = Tracker::new(true);
+        let (id, t0) = (Uuid::new_v4(), Instant::now());
+        tracker.step(id, 1, t0 + Duration::from_millis(2));
+        // inventory.released of a rejected order comes later on the same stream.
+        tracker.step(id, 1, t0 + Duration::from_millis(50));
+        let inventory = tracker.lock().steps[&id].inventory;
+        assert_eq!(inventory, Some(t0 + Duration::from_millis(2)));
     }
 }
