@@ -17,22 +17,19 @@ use crate::{Args, RunReport, StageReport};
 /// After sending stops, how long to wait for the last orders to end.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// The saga's steps `--stages` times, in the order they happen.
-pub const STAGES: [&str; 4] = ["customer", "inventory", "payment", "order"];
+/// The saga's stages `--stages` times, in the order they happen.
+const STAGES: [&str; 4] = ["customer", "inventory", "payment", "order"];
 
-/// When the step events of one order reached loadgen.
-#[derive(Debug, Default, Clone, Copy)]
-struct Steps {
-    customer: Option<Instant>,
-    inventory: Option<Instant>,
-    payment: Option<Instant>,
-}
+/// When the step events of one order reached loadgen: the customer verdict, the inventory
+/// verdict and the payment outcome (the first three of [`STAGES`] end with them).
+type Steps = [Option<Instant>; 3];
 
 /// How long each stage of a confirmed order took: customer and inventory from the POST (they
 /// run in parallel), payment from the later verdict, order from the payment to the end. `None`
 /// when a step is missing (a rejected order has no payment).
 fn stage_times(posted: Instant, steps: Steps, ended: Instant) -> Option<[Duration; 4]> {
-    let (customer, inventory, payment) = (steps.customer?, steps.inventory?, steps.payment?);
+    let [customer, inventory, payment] = steps;
+    let (customer, inventory, payment) = (customer?, inventory?, payment?);
     Some([
         customer.saturating_duration_since(posted),
         inventory.saturating_duration_since(posted),
@@ -139,13 +136,7 @@ impl Tracker {
     /// A step event of `id` arrived (`--stages`); only the first of each kind counts.
     fn step(&self, id: Uuid, stage: usize, at: Instant) {
         let mut inner = self.lock();
-        let steps = inner.steps.entry(id).or_default();
-        let slot = match stage {
-            0 => &mut steps.customer,
-            1 => &mut steps.inventory,
-            _ => &mut steps.payment,
-        };
-        slot.get_or_insert(at);
+        inner.steps.entry(id).or_default()[stage].get_or_insert(at);
     }
 }
 
@@ -424,19 +415,12 @@ mod tests {
     fn stages_follow_the_saga_and_need_every_step() {
         let posted = Instant::now();
         let at = |ms| posted + Duration::from_millis(ms);
-        let steps = Steps {
-            customer: Some(at(3)),
-            inventory: Some(at(5)),
-            payment: Some(at(9)),
-        };
+        let steps = [Some(at(3)), Some(at(5)), Some(at(9))];
         let ms = |d: Duration| d.as_millis();
         let times = stage_times(posted, steps, at(16)).expect("all steps seen");
         // Payment waits for the later verdict (inventory at 5 ms), order for the payment.
         assert_eq!(times.map(ms), [3, 5, 4, 7]);
-        let rejected = Steps {
-            payment: None,
-            ..steps
-        };
+        let rejected = [Some(at(3)), Some(at(5)), None];
         assert!(stage_times(posted, rejected, at(16)).is_none());
     }
 
@@ -447,7 +431,7 @@ mod tests {
         tracker.step(id, 1, t0 + Duration::from_millis(2));
         // inventory.released of a rejected order comes later on the same stream.
         tracker.step(id, 1, t0 + Duration::from_millis(50));
-        let inventory = tracker.lock().steps[&id].inventory;
+        let inventory = tracker.lock().steps[&id][1];
         assert_eq!(inventory, Some(t0 + Duration::from_millis(2)));
     }
 }
