@@ -350,7 +350,7 @@ pub async fn consume<H: Handler>(
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    hand_back(messages).await;
+                    hand_back(&js, messages).await;
                     return;
                 }
                 next = messages.next() => next,
@@ -397,13 +397,18 @@ pub async fn consume<H: Handler>(
 
 /// Hands back (NAK, no delay) what was fetched but not started, so another instance gets it at
 /// once instead of after the ack wait. Unsubscribing first matters: while our pull request is
-/// open, the server would redeliver the NAKed messages straight back to us.
-async fn hand_back(mut messages: jetstream::consumer::pull::Stream) {
+/// open, the server would redeliver the NAKed messages straight back to us. Waiting until the
+/// server has seen the unsubscribe matters too: until then it may still deliver a new message
+/// to our dead pull request, where it would sit out the ack wait.
+async fn hand_back(js: &jetstream::Context, mut messages: jetstream::consumer::pull::Stream) {
     let mut unstarted = Vec::new();
     while let Some(Some(Ok(message))) = messages.next().now_or_never() {
         unstarted.push(message);
     }
     drop(messages);
+    if let Err(e) = js.client().flush().await {
+        debug!(error = %e, "flush after unsubscribing failed");
+    }
     for message in unstarted {
         let _ = message.ack_with(AckKind::Nak(None)).await;
     }
