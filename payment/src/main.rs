@@ -1,6 +1,7 @@
-//! `oms-payment`: config, logging, the health port, then [`oms_payment::run`] until Ctrl-C or SIGTERM.
+//! `oms-payment`: config, logging, the health port, then [`oms_payment::run`] until Ctrl-C or SIGTERM,
+//! on one thread (see [`oms_shared::runtime::main`]).
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     oms_shared::runtime::main(|config| config.payment.http_port, oms_payment::run).await
 }
