@@ -1,6 +1,10 @@
 //! JetStream's own limit on this machine: the rate of one "hop" (a durable pull consumer that
 //! reads a message, publishes one and acks it after the PubAck), on a scratch stream that is
 //! deleted afterwards. Publishes and acks are pipelined, as the services' should be.
+//!
+//! The plain hop is the yardstick the ratio is taken against. The saga-shaped hop costs what a
+//! step of the saga costs the server: every message on a subject of its own (one per order and
+//! step) and with a `Nats-Msg-Id` to remember for the duplicate window.
 
 use std::future::IntoFuture;
 use std::time::Instant;
@@ -14,7 +18,34 @@ const MESSAGES: usize = 50_000;
 /// PubAcks awaited at once.
 const WINDOW: usize = 1_000;
 
-pub async fn one_hop_rate(client: &async_nats::Client) -> anyhow::Result<f64> {
+/// What the messages of a hop look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One subject in, one out, no message ids.
+    Plain,
+    /// A new subject per message and a `Nats-Msg-Id` on every publish, like the saga's events.
+    Saga,
+}
+
+impl Shape {
+    /// The subject of message `n` of `base`.
+    fn subject(self, base: &str, n: usize) -> String {
+        match self {
+            Shape::Plain => base.to_string(),
+            Shape::Saga => format!("{base}.{n}"),
+        }
+    }
+
+    /// What a consumer of `base` filters on.
+    fn filter(self, base: &str) -> String {
+        match self {
+            Shape::Plain => base.to_string(),
+            Shape::Saga => format!("{base}.>"),
+        }
+    }
+}
+
+pub async fn one_hop_rate(client: &async_nats::Client, shape: Shape) -> anyhow::Result<f64> {
     let js = jetstream::new(client.clone());
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let name = format!("LOADGEN_HOP_{tag}");
@@ -27,7 +58,7 @@ pub async fn one_hop_rate(client: &async_nats::Client) -> anyhow::Result<f64> {
             ..Default::default()
         })
         .await?;
-    let result = hop(&js, &stream, &input, &output).await;
+    let result = hop(&js, &stream, shape, &input, &output).await;
     js.delete_stream(&name).await?;
     result
 }
@@ -35,14 +66,15 @@ pub async fn one_hop_rate(client: &async_nats::Client) -> anyhow::Result<f64> {
 async fn hop(
     js: &jetstream::Context,
     stream: &jetstream::stream::Stream,
+    shape: Shape,
     input: &str,
     output: &str,
 ) -> anyhow::Result<f64> {
     let payload = bytes::Bytes::from(vec![b'x'; 512]);
     let mut acks = FuturesOrdered::new();
-    for _ in 0..MESSAGES {
+    for n in 0..MESSAGES {
         acks.push_back(
-            js.publish(input.to_string(), payload.clone())
+            publish(js, shape, shape.subject(input, n), payload.clone())
                 .await?
                 .into_future(),
         );
@@ -56,7 +88,7 @@ async fn hop(
     let consumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some("hop".into()),
-            filter_subject: input.to_string(),
+            filter_subject: shape.filter(input),
             ack_policy: consumer::AckPolicy::Explicit,
             max_ack_pending: 20_000,
             ..Default::default()
@@ -69,11 +101,9 @@ async fn hop(
         .await?;
     let started = Instant::now();
     let mut in_flight = FuturesOrdered::new();
-    for _ in 0..MESSAGES {
+    for n in 0..MESSAGES {
         let message = messages.next().await.expect("messages keep coming")?;
-        let ack = js
-            .publish(output.to_string(), message.payload.clone())
-            .await?;
+        let ack = publish(js, shape, shape.subject(output, n), message.payload.clone()).await?;
         in_flight.push_back(async move {
             ack.await?;
             message.ack().await.map_err(anyhow::Error::msg)
@@ -86,4 +116,20 @@ async fn hop(
         done?;
     }
     Ok(MESSAGES as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Publishes without waiting for the PubAck; the saga shape sets the subject as message id, as
+/// the services do.
+async fn publish(
+    js: &jetstream::Context,
+    shape: Shape,
+    subject: String,
+    payload: bytes::Bytes,
+) -> Result<jetstream::context::PublishAckFuture, jetstream::context::PublishError> {
+    let message = jetstream::message::PublishMessage::build().payload(payload);
+    let message = match shape {
+        Shape::Plain => message,
+        Shape::Saga => message.message_id(&subject),
+    };
+    js.send_publish(subject, message).await
 }

@@ -110,6 +110,8 @@ pub struct StageReport {
 struct Report {
     runs: Vec<RunReport>,
     one_hop_per_sec: Option<f64>,
+    /// The same hop with a new subject and a `Nats-Msg-Id` per message, as the saga publishes.
+    saga_hop_per_sec: Option<f64>,
     /// orders/s of the best run divided by the one-hop rate.
     ratio: Option<f64>,
 }
@@ -136,12 +138,16 @@ async fn main() -> anyhow::Result<()> {
         print_run(&report);
         runs.push(report);
     }
-    let one_hop = if args.baseline {
-        let rate = baseline::one_hop_rate(&client).await?;
-        println!("one JetStream hop on this server: {rate:.0} msg/s");
-        Some(rate)
+    let (one_hop, saga_hop) = if args.baseline {
+        let plain = baseline::one_hop_rate(&client, baseline::Shape::Plain).await?;
+        println!("one JetStream hop on this server: {plain:.0} msg/s");
+        let saga = baseline::one_hop_rate(&client, baseline::Shape::Saga).await?;
+        println!(
+            "one hop shaped like the saga's (a subject per message, Nats-Msg-Id): {saga:.0} msg/s"
+        );
+        (Some(plain), Some(saga))
     } else {
-        None
+        (None, None)
     };
     let best = runs
         .iter()
@@ -162,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
     let report = Report {
         runs,
         one_hop_per_sec: one_hop,
+        saga_hop_per_sec: saga_hop,
         ratio,
     };
     if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
