@@ -133,3 +133,17 @@ async fn publish(
     };
     js.send_publish(subject, message).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saga_shaped_hop_gives_every_message_its_own_subject_under_the_filter() {
+        let subjects: Vec<String> = (0..3).map(|n| Shape::Saga.subject("hop.in", n)).collect();
+        assert_eq!(subjects, ["hop.in.0", "hop.in.1", "hop.in.2"]);
+        assert_eq!(Shape::Saga.filter("hop.in"), "hop.in.>");
+        assert_eq!(Shape::Plain.subject("hop.in", 7), "hop.in");
+        assert_eq!(Shape::Plain.filter("hop.in"), "hop.in");
+    }
+}
