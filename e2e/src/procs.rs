@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::testing::{NatsCluster, NatsServer, eventually};
+use crate::testing::{NatsCluster, NatsServer, eventually, free_port};
 use crate::{DEADLINE, SERVICES, SQL_SERVICES, database_url, unique_tag};
 
 /// The folder holding the `oms-*` binaries, built first if needed (a no-op after
@@ -151,7 +151,7 @@ impl Processes {
             .append(true)
             .open(self.dir.path().join(format!("{service}.log")))
             .expect("a log file");
-        let child = Command::new(bin_dir().join(format!("oms-{service}")))
+        let mut child = Command::new(bin_dir().join(format!("oms-{service}")))
             .env("OMS_CONFIG", "/nonexistent/oms.toml")
             .env("OMS_PROFILE", "default")
             .env("OMS_NATS__URL", self.broker.url())
@@ -167,17 +167,32 @@ impl Processes {
             .stderr(log)
             .spawn()
             .expect("starting a service binary");
-        self.children.insert(service, child);
+        // Ready means this process answers: if it exits instead (its port taken, a bad
+        // setting), say so at once with its log rather than wait for the deadline.
         let ready = format!("{}/readyz", self.url(service));
-        let http = self.http.clone();
-        eventually(DEADLINE, &format!("{service} to be ready"), || {
-            let (http, ready) = (http.clone(), ready.clone());
-            async move {
-                let r = http.get(&ready).send().await.ok()?;
-                r.status().is_success().then_some(())
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("checking the process") {
+                panic!(
+                    "{service} exited at start-up ({status})\n{}",
+                    self.log_tails(15)
+                );
             }
-        })
-        .await;
+            let answer = self.http.get(&ready).send().await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for {service} to be ready\n{}",
+                    self.log_tails(15)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.children.insert(service, child);
     }
 
     /// The last `lines` lines each service logged (warnings and errors), for failure messages.
@@ -228,14 +243,6 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
-}
-
-/// A port nobody listens on right now (the OS picks it; it is free again once we drop it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Orders placed in the background, 16 at a time, each with Idempotency-Key `<prefix><i>` and

@@ -59,7 +59,7 @@ async fn sigterm_finishes_in_time_and_loses_nothing() {
     }
     for service in ["customer", "inventory", "payment", "order"] {
         let (code, took) = procs.terminate(service).await;
-        assert_eq!(code, Some(0), "{service} exits 0");
+        assert_eq!(code, Some(0), "{service} exits 0\n{}", procs.log_tails(15));
         assert!(took < Duration::from_secs(10), "{service} took {took:?}");
         procs.start_service(service).await;
     }

@@ -21,7 +21,7 @@ impl NatsServer {
     /// Starts a server on a free port; panics with a clear message if it cannot.
     pub fn start() -> Self {
         let store = tempfile::tempdir().expect("creating a temporary folder");
-        let (child, port) = spawn(store.path(), None);
+        let (child, port) = spawn(store.path(), free_port());
         NatsServer {
             child: Some(child),
             port,
@@ -48,7 +48,7 @@ impl NatsServer {
     /// Starts it again on the same port with the same store (after [`NatsServer::kill`]).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, _) = spawn(self.store.path(), Some(self.port));
+        let (child, _) = spawn(self.store.path(), self.port);
         self.child = Some(child);
     }
 }
@@ -81,14 +81,13 @@ fn workspace_root() -> PathBuf {
 
 // The child is handed to `NatsServer`, which kills and waits for it.
 #[allow(clippy::zombie_processes)]
-fn spawn(store: &Path, port: Option<u16>) -> (Child, u16) {
+fn spawn(store: &Path, port: u16) -> (Child, u16) {
     let ports_dir = store.join("ports");
     let _ = std::fs::remove_dir_all(&ports_dir);
     std::fs::create_dir_all(&ports_dir).expect("creating the ports folder");
     let binary = nats_server_binary();
-    let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
     let mut child = Command::new(&binary)
-        .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(store.join("js"))
         .arg("--ports_file_dir")
         .arg(&ports_dir)
@@ -109,6 +108,9 @@ fn spawn(store: &Path, port: Option<u16>) -> (Child, u16) {
             && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         {
             return (child, port);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("nats-server on port {port} exited at start-up ({status})");
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -165,7 +167,9 @@ impl NatsCluster {
     /// still be in election: the services retry until it is there).
     pub fn start() -> Self {
         let store = tempfile::tempdir().expect("creating a temporary folder");
-        let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free(), free(), free())).collect();
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
         let routes: Vec<String> = ports
             .iter()
             .map(|(_, _, cluster)| format!("nats-route://127.0.0.1:{cluster}"))
@@ -249,9 +253,12 @@ impl NatsCluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {} ({}): {e}", n.name, binary.display()));
-        n.child = Some(child);
+        let child = n.child.insert(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} exited at start-up ({status})", n.name);
+            }
             assert!(Instant::now() < deadline, "{} did not start", n.name);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -266,10 +273,38 @@ impl Drop for NatsCluster {
     }
 }
 
-/// A port nobody listens on right now.
-fn free() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// A port for a process a test starts: nobody listens on it now, and nobody else will take it
+/// before that process binds it. A port from `bind(0)` would not do: it comes from the kernel's
+/// ephemeral range, so between the probe and the bind an outgoing connection, a nats-server on
+/// `-p -1` or another test's `bind(0)` can land on it — the process then fails to bind while
+/// another test's process answers on the port. These ports come from below that range, each
+/// handed out once per test binary (its tests run in parallel), from a start that depends on
+/// the process id so that test binaries running side by side rarely meet.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let Some((first, span)) = ports_below_ephemeral() else {
+        // An unusual ephemeral range leaves no room below it: take the kernel's pick.
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+    };
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let candidate = first + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(candidate).expect("below the ephemeral range");
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {first}..{}", first + span)
+}
+
+/// `(first, count)` of the ports from 10000 up to the kernel's ephemeral range.
+fn ports_below_ephemeral() -> Option<(u32, u32)> {
+    const FIRST: u32 = 10_000;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let low: u32 = range.split_whitespace().next()?.parse().ok()?;
+    (low > FIRST + 1_000).then(|| (FIRST, low - FIRST))
 }
