@@ -17,7 +17,9 @@ use crate::testing::{NatsCluster, NatsServer, eventually, free_port};
 use crate::{DEADLINE, SERVICES, SQL_SERVICES, database_url, unique_tag};
 
 /// The folder holding the `oms-*` binaries, built first if needed (a no-op after
-/// `cargo test --workspace --all-targets`, which builds them).
+/// `cargo test --workspace --all-targets`, which builds them). The build names the same targets
+/// as that command: with `--bins` alone cargo would resolve the dependencies' features without
+/// the dev-dependencies, rebuild the binaries differently, and the next `cargo test` back again.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -31,7 +33,7 @@ pub fn bin_dir() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build
-            .args(["build", "--workspace", "--bins"])
+            .args(["build", "--workspace", "--all-targets"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
