@@ -333,3 +333,24 @@ pub async fn all_final(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::free_port;
+
+    /// What the services' start-up relies on: no two tests get the same port, and no outgoing
+    /// connection or `bind(0)` can land on one (they use the ephemeral range).
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .expect("Linux names its ephemeral range");
+        let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
+        for port in ports {
+            assert!((10_000..low).contains(&port), "{port} not below {low}");
+            std::net::TcpListener::bind(("0.0.0.0", port)).expect("the port is free");
+        }
+    }
+}
