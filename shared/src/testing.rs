@@ -21,7 +21,8 @@ impl NatsServer {
     /// Starts a server on a free port; panics with a clear message if it cannot.
     pub fn start() -> Self {
         let store = tempfile::tempdir().expect("creating a temporary folder");
-        let (child, port) = spawn(store.path(), free_port());
+        let port = free_port();
+        let child = spawn(store.path(), port);
         NatsServer {
             child: Some(child),
             port,
@@ -48,7 +49,7 @@ impl NatsServer {
     /// Starts it again on the same port with the same store (after [`NatsServer::kill`]).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, _) = spawn(self.store.path(), self.port);
+        let child = spawn(self.store.path(), self.port);
         self.child = Some(child);
     }
 }
@@ -81,7 +82,7 @@ fn workspace_root() -> PathBuf {
 
 // The child is handed to `NatsServer`, which kills and waits for it.
 #[allow(clippy::zombie_processes)]
-fn spawn(store: &Path, port: u16) -> (Child, u16) {
+fn spawn(store: &Path, port: u16) -> Child {
     let ports_dir = store.join("ports");
     let _ = std::fs::remove_dir_all(&ports_dir);
     std::fs::create_dir_all(&ports_dir).expect("creating the ports folder");
@@ -101,13 +102,14 @@ fn spawn(store: &Path, port: u16) -> (Child, u16) {
                 binary.display()
             )
         });
-    // The server writes its real ports into a file once it listens: no guessing, no race.
+    // The server writes its ports into its own folder once it listens: the file says that
+    // this server, not some other process, is the one on the port.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(port) = read_port(&ports_dir)
+        if read_port(&ports_dir) == Some(port)
             && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         {
-            return (child, port);
+            return child;
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("nats-server on port {port} exited at start-up ({status})");
