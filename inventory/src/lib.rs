@@ -14,10 +14,11 @@ use std::sync::Arc;
 use async_nats::service::ServiceExt;
 use oms_shared::api::{self, ApiError, GetProduct, ProductView};
 use oms_shared::bus::{self, HandleError, Handler};
+use oms_shared::db::{self, Script};
 use oms_shared::events::{Rejection, Snapshot};
 use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, db};
+use oms_shared::{Config, Envelope, Event};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -110,8 +111,8 @@ impl Inventory {
         orders.sort_unstable();
         orders.dedup();
 
-        let mut tx = db::begin_write(&self.pool).await?;
-        let held = store::reservations(&mut tx, &orders).await?;
+        // Products the placed orders name; those the held reservations name are read with
+        // them, by the reservations' order ids.
         let mut products: Vec<&str> = events
             .iter()
             .filter_map(|e| match &e.event {
@@ -120,23 +121,31 @@ impl Inventory {
             })
             .flatten()
             .map(|i| i.product_id.as_str())
-            .chain(
-                held.values()
-                    .flat_map(|h| h.items.keys().map(String::as_str)),
-            )
             .collect();
         products.sort_unstable();
         products.dedup();
-        let stock = store::stock(&mut tx, &products).await?;
+
+        let mut tx = db::begin_write(&self.pool).await?;
+        // Two scripts (see `db::Script`): what the batch finds, then what it writes.
+        let mut script = Script::new(&tx);
+        let reservations = store::reservations(&mut script, &orders);
+        let stock = store::stock(&mut script, &products, &orders);
+        let found = script.run(&mut tx).await?;
+        let held = store::read_reservations(&reservations, &found)?;
+        let stock = store::read_stock(&stock, &found)?;
         let steps_in: Vec<Step<'_>> = steps.iter().flatten().copied().collect();
         let plan = plan(&steps_in, held, stock);
-        if !store::adjust(&mut tx, &plan.delta).await? {
+        let now = db::now_micros();
+        let mut script = Script::new(&tx);
+        let adjusted = store::adjust(&mut script, &plan.delta);
+        store::insert(&mut script, &plan.new, now);
+        store::mark_released(&mut script, &plan.released, now);
+        let written = script.run(&mut tx).await?;
+        if adjusted.affected(&written) != plan.delta.len() as u64 {
             return Err(HandleError::transient(anyhow::anyhow!(
                 "stock changed while reserving; retrying"
             )));
         }
-        store::insert(&mut tx, &plan.new).await?;
-        store::mark_released(&mut tx, &plan.released).await?;
         tx.commit().await?;
 
         let mut answers = plan.answers.into_iter();

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use oms_shared::Reason;
-use oms_shared::db::{MAX_ROWS, Params, fetch_in, now_micros, uuid};
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+use oms_shared::db::{MAX_ROWS, Outcome, Part, Script, Value, uuid};
+use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use crate::decide::{Held, Status};
@@ -19,22 +19,35 @@ pub struct Product {
     pub available: i64,
 }
 
-/// The stored reservations among `orders`, with what each holds.
-pub async fn reservations(
-    conn: &mut AnyConnection,
-    orders: &[Uuid],
+/// Adds to `script` the reading of the stored reservations among `orders`, with what each
+/// holds; read them with [`read_reservations`].
+pub fn reservations(script: &mut Script, orders: &[Uuid]) -> [Part; 2] {
+    [
+        script.push_in(
+            "SELECT order_id, status, reason, detail FROM reservations WHERE order_id IN ({keys})",
+            orders,
+        ),
+        script.push_in(
+            "SELECT order_id, product_id, quantity FROM reservation_items \
+             WHERE order_id IN ({keys})",
+            orders,
+        ),
+    ]
+}
+
+pub fn read_reservations(
+    [reservations, items]: &[Part; 2],
+    outcomes: &[Outcome],
 ) -> Result<HashMap<Uuid, Held>, sqlx::Error> {
-    let mut held = HashMap::with_capacity(orders.len());
-    let sql =
-        "SELECT order_id, status, reason, detail FROM reservations WHERE order_id IN ({keys})";
-    for row in fetch_in(conn, sql, orders).await? {
+    let mut held = HashMap::new();
+    for row in reservations.rows(outcomes) {
         let status: String = row.try_get("status")?;
         let status = Status::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
         let reason: Option<String> = row.try_get("reason")?;
         let detail: String = row.try_get("detail")?;
         held.insert(
-            uuid(&row, "order_id")?,
+            uuid(row, "order_id")?,
             Held {
                 status,
                 reason: reason
@@ -45,10 +58,8 @@ pub async fn reservations(
             },
         );
     }
-    let sql = "SELECT order_id, product_id, quantity FROM reservation_items \
-               WHERE order_id IN ({keys})";
-    for row in fetch_in(conn, sql, orders).await? {
-        if let Some(h) = held.get_mut(&uuid(&row, "order_id")?) {
+    for row in items.rows(outcomes) {
+        if let Some(h) = held.get_mut(&uuid(row, "order_id")?) {
             h.items
                 .insert(row.try_get("product_id")?, row.try_get("quantity")?);
         }
@@ -56,104 +67,141 @@ pub async fn reservations(
     Ok(held)
 }
 
-/// Available stock of each of `products` that exists.
-pub async fn stock(
-    conn: &mut AnyConnection,
-    products: &[&str],
+/// Adds to `script` the reading of the available stock of each of `products`, and of each
+/// product that `orders` hold, that exists; read it with [`read_stock`].
+pub fn stock(script: &mut Script, products: &[&str], orders: &[Uuid]) -> [Part; 2] {
+    [
+        script.push_in(
+            "SELECT product_id, available FROM products WHERE product_id IN ({keys})",
+            products,
+        ),
+        script.push_in(
+            "SELECT product_id, available FROM products WHERE product_id IN \
+             (SELECT product_id FROM reservation_items WHERE order_id IN ({keys}))",
+            orders,
+        ),
+    ]
+}
+
+pub fn read_stock(
+    parts: &[Part; 2],
+    outcomes: &[Outcome],
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
-    let mut stock = HashMap::with_capacity(products.len());
-    let sql = "SELECT product_id, available FROM products WHERE product_id IN ({keys})";
-    for row in fetch_in(conn, sql, products).await? {
-        stock.insert(row.try_get("product_id")?, row.try_get("available")?);
-    }
-    Ok(stock)
+    parts
+        .iter()
+        .flat_map(|part| part.rows(outcomes))
+        .map(|row| Ok((row.try_get("product_id")?, row.try_get("available")?)))
+        .collect()
 }
 
-/// Applies the net change of each product's stock. Returns false (and the caller rolls back)
-/// if a product would go below zero: the guard keeps stock from ever going negative, whatever
-/// runs concurrently.
-pub async fn adjust(
-    conn: &mut AnyConnection,
-    delta: &BTreeMap<String, i64>,
-) -> Result<bool, sqlx::Error> {
-    for (product, change) in delta {
-        let done = sqlx::query(
-            "UPDATE products SET available = available + $1 \
-             WHERE product_id = $2 AND available + $1 >= 0",
-        )
-        .bind(*change)
-        .bind(product.as_str())
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
+/// Adds to `script` the net change of each product's stock, one statement per chunk; the
+/// change went through only if the part affected `delta.len()` rows, else the caller rolls
+/// back. The guard keeps stock from ever going negative, whatever runs concurrently.
+pub fn adjust(script: &mut Script, delta: &BTreeMap<String, i64>) -> Part {
+    let params = script.params();
+    let first = script.len();
+    let delta: Vec<(&String, &i64)> = delta.iter().collect();
+    for chunk in delta.chunks(MAX_ROWS) {
+        // Parameters are numbered in the order they appear, which is also the binding order.
+        let mut next = 0;
+        let mut param = || {
+            next += 1;
+            params.list(next, 1)
+        };
+        let mut change = || {
+            let mut sql = String::from("CASE product_id");
+            for _ in chunk {
+                sql.push_str(&format!(" WHEN {} THEN {}", param(), param()));
+            }
+            sql.push_str(" END");
+            sql
+        };
+        let (set, guard) = (change(), change());
+        let ids: Vec<String> = (0..chunk.len()).map(|_| param()).collect();
+        // In this order: the parameters of the set, of the guard, then the ids.
+        let sql = format!(
+            "UPDATE products SET available = available + {set} \
+             WHERE available + {guard} >= 0 AND product_id IN ({})",
+            ids.join(", ")
+        );
+        let pairs = chunk
+            .iter()
+            .flat_map(|(product, change)| [product.as_str().into(), (**change).into()]);
+        let values: Vec<Value> = pairs
+            .clone()
+            .chain(pairs)
+            .chain(chunk.iter().map(|(product, _)| product.as_str().into()))
+            .collect();
+        script.push(sql, values);
     }
-    Ok(true)
+    script.since(first)
 }
 
-/// Records new reservations (RESERVED with their items, REJECTED, CANCELLED).
-pub async fn insert(conn: &mut AnyConnection, new: &[(Uuid, Held)]) -> Result<(), sqlx::Error> {
-    let now = now_micros();
+/// Adds to `script` the recording of new reservations (RESERVED with their items, REJECTED,
+/// CANCELLED).
+pub fn insert(script: &mut Script, new: &[(Uuid, Held)], now: i64) {
     for chunk in new.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO reservations (order_id, status, reason, detail, updated_at) VALUES {}",
-            Params::of(conn).tuples(chunk.len(), 5)
+            script.params().tuples(chunk.len(), 5)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (order_id, held) in chunk {
-            let (reason, detail) = match &held.reason {
-                Some((reason, detail)) => (Some(reason.as_str()), detail.as_str()),
-                None => (None, ""),
-            };
-            query = query
-                .bind(order_id.to_string())
-                .bind(held.status.as_str())
-                .bind(reason)
-                .bind(detail)
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
-        let items: Vec<(&Uuid, &String, i64)> = chunk
+        let values = chunk
             .iter()
-            .flat_map(|(order_id, held)| held.items.iter().map(move |(p, q)| (order_id, p, *q)))
+            .flat_map(|(order_id, held)| {
+                let (reason, detail) = match &held.reason {
+                    Some((reason, detail)) => (Some(reason.as_str()), detail.as_str()),
+                    None => (None, ""),
+                };
+                [
+                    (*order_id).into(),
+                    held.status.as_str().into(),
+                    reason.into(),
+                    detail.into(),
+                    now.into(),
+                ]
+            })
             .collect();
-        for items in items.chunks(MAX_ROWS) {
-            let sql = format!(
-                "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {}",
-                Params::of(conn).tuples(items.len(), 3)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (order_id, product, quantity) in items {
-                query = query
-                    .bind(order_id.to_string())
-                    .bind(product.as_str())
-                    .bind(*quantity);
-            }
-            query.execute(&mut *conn).await?;
-        }
+        script.push(sql, values);
     }
-    Ok(())
+    let items: Vec<(&Uuid, &String, i64)> = new
+        .iter()
+        .flat_map(|(order_id, held)| held.items.iter().map(move |(p, q)| (order_id, p, *q)))
+        .collect();
+    for items in items.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {}",
+            script.params().tuples(items.len(), 3)
+        );
+        let values = items
+            .iter()
+            .flat_map(|(order_id, product, quantity)| {
+                [
+                    (**order_id).into(),
+                    product.as_str().into(),
+                    (*quantity).into(),
+                ]
+            })
+            .collect();
+        script.push(sql, values);
+    }
 }
 
-/// Marks reservations RELEASED (their stock went back through [`adjust`]).
-pub async fn mark_released(conn: &mut AnyConnection, orders: &[Uuid]) -> Result<(), sqlx::Error> {
-    let now = now_micros();
+/// Adds to `script` the marking of reservations RELEASED (their stock went back through
+/// [`adjust`]).
+pub fn mark_released(script: &mut Script, orders: &[Uuid], now: i64) {
+    let params = script.params();
     for chunk in orders.chunks(MAX_ROWS) {
-        let params = Params::of(conn);
         let sql = format!(
             "UPDATE reservations SET status = '{}', updated_at = {} WHERE order_id IN ({})",
             Status::Released.as_str(),
             params.list(1, 1),
             params.list(2, chunk.len())
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
-        for order_id in chunk {
-            query = query.bind(order_id.to_string());
-        }
-        query.execute(&mut *conn).await?;
+        let values = std::iter::once(now.into())
+            .chain(chunk.iter().map(|order_id| Value::from(*order_id)))
+            .collect();
+        script.push(sql, values);
     }
-    Ok(())
 }
 
 pub async fn product(pool: &AnyPool, product_id: &str) -> Result<Option<Product>, sqlx::Error> {

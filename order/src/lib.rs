@@ -15,10 +15,11 @@ use std::sync::Arc;
 use async_nats::service::ServiceExt;
 use oms_shared::api::{self, ApiError, GetOrder, ListOrders, OrderStatus};
 use oms_shared::bus::{self, HandleError, Handler};
+use oms_shared::db::{self, Script};
 use oms_shared::events::{Rejection, Snapshot};
 use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, Reason, db};
+use oms_shared::{Config, Envelope, Event, Reason};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -138,16 +139,23 @@ impl Orders {
     /// finds it not yet announced. An order is announced once per batch, with its last event.
     async fn apply_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
         let mut tx = db::begin_write(&self.pool).await?;
+        // Two scripts (see `db::Script`): what the batch finds, then what it writes.
+        let now = db::now_micros();
         let ids: Vec<(Uuid, Uuid)> = events.iter().map(|e| (e.event_id, e.order_id)).collect();
-        let fresh = store::claim(&mut tx, &ids).await?;
+        let mut orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+        orders.sort_unstable();
+        orders.dedup();
+        let mut script = Script::new(&tx);
+        let claimed = store::claim(&mut script, &ids, now);
+        let stored = store::heads(&mut script, &orders);
+        let found = script.run(&mut tx).await?;
+        let fresh = claimed.uuids(&found, "event_id")?;
+        let mut heads = store::read_heads(&stored, &found)?;
         let fresh: Vec<&Envelope> = events
             .iter()
             .filter(|e| fresh.contains(&e.event_id))
             .collect();
-        let mut orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
-        orders.sort_unstable();
-        orders.dedup();
-        let mut heads = store::heads(&mut tx, &orders).await?;
+
         // Orders seen for the first time are created from the snapshot their event carries.
         let mut first_seen = HashSet::new();
         let new: Vec<_> = fresh
@@ -155,11 +163,7 @@ impl Orders {
             .filter(|e| !heads.contains_key(&e.order_id) && first_seen.insert(e.order_id))
             .map(|e| (e.order_id, e.event.order(), e.event_id))
             .collect();
-        let created = store::create(&mut tx, &new).await?;
-        heads.extend(created.iter().map(|id| (*id, store::Head::pending())));
-        // Those another instance created in between: read what it stored.
-        let raced = new.iter().map(|(id, _, _)| *id);
-        store::reread_missing(&mut tx, &mut heads, raced, &created).await?;
+        heads.extend(new.iter().map(|(id, _, _)| (*id, store::Head::pending())));
         // Decide in stream order against the heads; at most one change per order, since the
         // first one is terminal.
         let mut changes = Vec::new();
@@ -173,10 +177,20 @@ impl Orders {
                 changes.push((order_id, t, envelope.event_id));
             }
         }
-        let changed = store::apply(&mut tx, &changes).await?;
-        // Those another instance moved first: what it stored stands.
-        let lost = changes.iter().map(|(order_id, _, _)| *order_id);
-        store::reread_missing(&mut tx, &mut heads, lost, &changed).await?;
+        let mut script = Script::new(&tx);
+        let created = store::create(&mut script, &new);
+        let changed = store::apply(&mut script, &changes, now);
+        let written = script.run(&mut tx).await?;
+        // Orders another instance created, or moved, first: what it stored stands.
+        let created = created.uuids(&written, "order_id")?;
+        let changed = changed.uuids(&written, "order_id")?;
+        let raced = new
+            .iter()
+            .map(|(id, _, _)| *id)
+            .filter(|id| !created.contains(id));
+        let lost = changes.iter().map(|(id, _, _)| *id);
+        let stale: HashSet<Uuid> = raced.chain(lost).collect();
+        store::reread_missing(&mut tx, &mut heads, stale.into_iter(), &changed).await?;
         tx.commit().await?;
 
         let last: HashMap<Uuid, usize> = events

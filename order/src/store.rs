@@ -4,11 +4,11 @@ use oms_shared::api::{ListOrders, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
 use oms_shared::db::{
-    MAX_ROWS, Params, execute_in, fetch_in, from_micros, now_micros, to_micros, uuid,
+    MAX_ROWS, Outcome, Part, Script, Value, execute_in, from_micros, to_micros, uuid,
 };
 use oms_shared::{Item, Money, OrderSnapshot, Reason};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
 use crate::decide::Transition;
@@ -37,127 +37,122 @@ impl Head {
     }
 }
 
-/// Records the ids of the batch's events as applied and returns those that were not recorded
-/// before: only their effects are still to be applied (in the same transaction).
-pub async fn claim(
-    conn: &mut AnyConnection,
-    events: &[(Uuid, Uuid)],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let now = now_micros();
-    let mut fresh = HashSet::with_capacity(events.len());
+/// Adds to `script` the recording of the batch's events as applied; the part's `event_id`s
+/// are those not recorded before: only their effects are still to be applied (in the same
+/// transaction).
+pub fn claim(script: &mut Script, events: &[(Uuid, Uuid)], now: i64) -> Part {
+    let first = script.len();
     for chunk in events.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES {} \
              ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            Params::of(conn).tuples(chunk.len(), 3)
+            script.params().tuples(chunk.len(), 3)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (event_id, order_id) in chunk {
-            query = query
-                .bind(event_id.to_string())
-                .bind(order_id.to_string())
-                .bind(now);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            fresh.insert(uuid(&row, "event_id")?);
-        }
+        let values = chunk
+            .iter()
+            .flat_map(|(event_id, order_id)| [(*event_id).into(), (*order_id).into(), now.into()])
+            .collect();
+        script.push(sql, values);
     }
-    Ok(fresh)
+    script.since(first)
 }
 
-/// Creates as PENDING, from the snapshot every event carries, those of `orders` (each once)
-/// that do not exist yet, with their items and the first history entry; returns those it
-/// created.
-pub async fn create(
-    conn: &mut AnyConnection,
-    orders: &[(Uuid, &OrderSnapshot, Uuid)],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let mut created = HashSet::with_capacity(orders.len());
+/// Adds to `script` the creation as PENDING, from the snapshot every event carries, of those
+/// of `orders` (each once) that do not exist yet, with their items and the first history
+/// entry; the part's `order_id`s are those it created. Items and history of an order that
+/// another instance created first are already there and stay as they are.
+pub fn create(script: &mut Script, orders: &[(Uuid, &OrderSnapshot, Uuid)]) -> Part {
+    let first = script.len();
     for chunk in orders.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
              VALUES {} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-            Params::of(conn).tuples(chunk.len(), 6)
+            script.params().tuples(chunk.len(), 6)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (order_id, order, _) in chunk {
-            let created = to_micros(order.placed_at);
-            query = query
-                .bind(order_id.to_string())
-                .bind(order.customer_id.as_str())
-                .bind(order.total_amount.cents())
-                .bind(OrderStatus::Pending.as_str())
-                .bind(created)
-                .bind(created);
-        }
-        let mut now_created = HashSet::new();
-        for row in query.fetch_all(&mut *conn).await? {
-            now_created.insert(uuid(&row, "order_id")?);
-        }
-        let new: Vec<_> = chunk
-            .iter()
-            .filter(|(order_id, _, _)| now_created.contains(order_id))
-            .collect();
-        created.extend(now_created);
-        if new.is_empty() {
-            continue;
-        }
-        let items: Vec<(&Uuid, usize, &Item)> = new
+        let values = chunk
             .iter()
             .flat_map(|(order_id, order, _)| {
-                order
-                    .items
-                    .iter()
-                    .enumerate()
-                    .map(move |(l, i)| (order_id, l, i))
+                let created = to_micros(order.placed_at);
+                [
+                    (*order_id).into(),
+                    order.customer_id.as_str().into(),
+                    order.total_amount.cents().into(),
+                    OrderStatus::Pending.as_str().into(),
+                    created.into(),
+                    created.into(),
+                ]
             })
             .collect();
-        for items in items.chunks(MAX_ROWS) {
-            let sql = format!(
-                "INSERT INTO order_items (order_id, line, product_id, quantity) VALUES {}",
-                Params::of(conn).tuples(items.len(), 4)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (order_id, line, item) in items {
-                query = query
-                    .bind(order_id.to_string())
-                    .bind(*line as i64)
-                    .bind(item.product_id.as_str())
-                    .bind(i64::from(item.quantity));
-            }
-            query.execute(&mut *conn).await?;
-        }
+        script.push(sql, values);
+    }
+    let created = script.since(first);
+
+    let items: Vec<(&Uuid, usize, &Item)> = orders
+        .iter()
+        .flat_map(|(order_id, order, _)| {
+            order
+                .items
+                .iter()
+                .enumerate()
+                .map(move |(l, i)| (order_id, l, i))
+        })
+        .collect();
+    for items in items.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO order_items (order_id, line, product_id, quantity) VALUES {} \
+             ON CONFLICT (order_id, line) DO NOTHING",
+            script.params().tuples(items.len(), 4)
+        );
+        let values = items
+            .iter()
+            .flat_map(|(order_id, line, item)| {
+                [
+                    (**order_id).into(),
+                    (*line as i64).into(),
+                    item.product_id.as_str().into(),
+                    i64::from(item.quantity).into(),
+                ]
+            })
+            .collect();
+        script.push(sql, values);
+    }
+    for chunk in orders.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO order_history (order_id, status, reason, event_id, at) VALUES {} \
              ON CONFLICT (order_id, status) DO NOTHING",
-            Params::of(conn).tuples(new.len(), 5)
+            script.params().tuples(chunk.len(), 5)
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (order_id, order, event_id) in &new {
-            query = query
-                .bind(order_id.to_string())
-                .bind(OrderStatus::Pending.as_str())
-                .bind(None::<String>)
-                .bind(event_id.to_string())
-                .bind(to_micros(order.placed_at));
-        }
-        query.execute(&mut *conn).await?;
+        let values = chunk
+            .iter()
+            .flat_map(|(order_id, order, event_id)| {
+                [
+                    (*order_id).into(),
+                    OrderStatus::Pending.as_str().into(),
+                    None::<&str>.into(),
+                    (*event_id).into(),
+                    to_micros(order.placed_at).into(),
+                ]
+            })
+            .collect();
+        script.push(sql, values);
     }
-    Ok(created)
+    created
 }
 
-/// The stored heads of `orders` (those that exist).
-pub async fn heads(
-    conn: &mut AnyConnection,
-    orders: &[Uuid],
-) -> Result<HashMap<Uuid, Head>, sqlx::Error> {
-    let mut heads = HashMap::with_capacity(orders.len());
-    let sql = "SELECT order_id, status, reason, detail, announced FROM orders \
-               WHERE order_id IN ({keys})";
-    for row in fetch_in(conn, sql, orders).await? {
-        heads.insert(uuid(&row, "order_id")?, head_of(&row)?);
-    }
-    Ok(heads)
+/// Adds to `script` the reading of the stored heads of `orders` (those that exist); read them
+/// with [`read_heads`].
+pub fn heads(script: &mut Script, orders: &[Uuid]) -> Part {
+    script.push_in(
+        "SELECT order_id, status, reason, detail, announced FROM orders \
+         WHERE order_id IN ({keys})",
+        orders,
+    )
+}
+
+pub fn read_heads(part: &Part, outcomes: &[Outcome]) -> Result<HashMap<Uuid, Head>, sqlx::Error> {
+    part.rows(outcomes)
+        .map(|row| Ok((uuid(row, "order_id")?, head_of(row)?)))
+        .collect()
 }
 
 /// Reads the heads of those of `orders` that are not in `written` (another instance wrote
@@ -170,7 +165,9 @@ pub async fn reread_missing(
 ) -> Result<(), sqlx::Error> {
     let missing: Vec<Uuid> = orders.filter(|id| !written.contains(id)).collect();
     if !missing.is_empty() {
-        heads.extend(self::heads(conn, &missing).await?);
+        let mut script = Script::new(conn);
+        let part = self::heads(&mut script, &missing);
+        heads.extend(read_heads(&part, &script.run(conn).await?)?);
     }
     Ok(())
 }
@@ -187,16 +184,13 @@ fn head_of(row: &AnyRow) -> Result<Head, sqlx::Error> {
     })
 }
 
-/// Applies status changes, one per order, in one statement, and records them in the history.
-/// The `status = 'PENDING'` guard means a terminal order never moves: returns the orders that
-/// did change (another instance may have moved one first).
-pub async fn apply(
-    conn: &mut AnyConnection,
-    changes: &[(Uuid, Transition, Uuid)],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let now = now_micros();
-    let params = Params::of(conn);
-    let mut changed = HashSet::with_capacity(changes.len());
+/// Adds to `script` the status changes, one per order, in one statement per chunk, and their
+/// history. The `status = 'PENDING'` guard means a terminal order never moves: the part's
+/// `order_id`s are the orders that did change (another instance may have moved one first). A
+/// history entry is written only for the status its order has now.
+pub fn apply(script: &mut Script, changes: &[(Uuid, Transition, Uuid)], now: i64) -> Part {
+    let params = script.params();
+    let first = script.len();
     for chunk in changes.chunks(MAX_ROWS) {
         // Parameters are numbered in the order they appear, which is also the binding order.
         let mut next = 0;
@@ -221,50 +215,45 @@ pub async fn apply(
         sql.push_str(&ids.join(", "));
         sql.push_str(") RETURNING order_id");
 
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7 + 1);
         for (order_id, t, _) in chunk {
-            query = query.bind(order_id.to_string()).bind(t.status.as_str());
-        }
-        for (order_id, t, _) in chunk {
-            query = query
-                .bind(order_id.to_string())
-                .bind(t.reason.map(Reason::as_str));
+            values.extend([(*order_id).into(), t.status.as_str().into()]);
         }
         for (order_id, t, _) in chunk {
-            query = query.bind(order_id.to_string()).bind(t.detail.as_deref());
+            values.extend([(*order_id).into(), t.reason.map(Reason::as_str).into()]);
         }
-        query = query.bind(now);
-        for (order_id, _, _) in chunk {
-            query = query.bind(order_id.to_string());
+        for (order_id, t, _) in chunk {
+            values.extend([(*order_id).into(), t.detail.as_deref().into()]);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            changed.insert(uuid(&row, "order_id")?);
-        }
-
-        let done: Vec<_> = chunk
-            .iter()
-            .filter(|(order_id, _, _)| changed.contains(order_id))
-            .collect();
-        if done.is_empty() {
-            continue;
-        }
-        let sql = format!(
-            "INSERT INTO order_history (order_id, status, reason, event_id, at) VALUES {} \
-             ON CONFLICT (order_id, status) DO NOTHING",
-            params.tuples(done.len(), 5)
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (order_id, t, event_id) in done {
-            query = query
-                .bind(order_id.to_string())
-                .bind(t.status.as_str())
-                .bind(t.reason.map(Reason::as_str))
-                .bind(event_id.to_string())
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
+        values.push(now.into());
+        values.extend(chunk.iter().map(|(order_id, _, _)| Value::from(*order_id)));
+        script.push(sql, values);
     }
-    Ok(changed)
+    let changed = script.since(first);
+
+    for chunk in changes.chunks(MAX_ROWS) {
+        // A WHERE, not JOIN … ON: SQLite would read the ON of a join as the upsert's.
+        let sql = format!(
+            "INSERT INTO order_history (order_id, status, reason, event_id, at) \
+             SELECT o.order_id, o.status, o.reason, v.column3, o.updated_at \
+             FROM (VALUES {}) AS v, orders o \
+             WHERE o.order_id = v.column1 AND o.status = v.column2 \
+             ON CONFLICT (order_id, status) DO NOTHING",
+            params.tuples(chunk.len(), 3)
+        );
+        let values = chunk
+            .iter()
+            .flat_map(|(order_id, t, event_id)| {
+                [
+                    (*order_id).into(),
+                    t.status.as_str().into(),
+                    (*event_id).into(),
+                ]
+            })
+            .collect();
+        script.push(sql, values);
+    }
+    changed
 }
 
 /// Marks the final status of `orders` as published.
