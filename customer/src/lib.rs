@@ -12,10 +12,11 @@ use std::sync::Arc;
 use async_nats::service::ServiceExt;
 use oms_shared::api::{self, ApiError, CustomerView, GetCustomer};
 use oms_shared::bus::{self, HandleError, Handler};
+use oms_shared::db::{self, Script};
 use oms_shared::events::{CustomerValidated, Rejection};
 use oms_shared::runtime::{self, Bus};
 use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, OrderSnapshot, db};
+use oms_shared::{Config, Envelope, Event, OrderSnapshot};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -122,7 +123,9 @@ impl Customers {
                 .or_insert_with(|| decide(customers.get(&order.customer_id), order));
         }
         let decided: Vec<(Uuid, Verdict)> = kept.iter().map(|(id, v)| (*id, v.clone())).collect();
-        let new = store::keep_verdicts(&mut conn, &decided).await?;
+        let mut script = Script::new(&conn);
+        let kept_now = store::keep_verdicts(&mut script, &decided, db::now_micros());
+        let new = kept_now.uuids(&script.run(&mut conn).await?, "order_id")?;
         if new.len() < decided.len() {
             // Decided before (a redelivery, or another instance): that verdict stands.
             let old: Vec<Uuid> = kept

@@ -1,11 +1,11 @@
 //! The customer service's SQL: customers and the verdict kept per order.
 
-use oms_shared::db::{MAX_ROWS, Params, fetch_in, now_micros, uuid};
+use oms_shared::db::{Part, Script, fetch_in, uuid};
 use oms_shared::{Money, Reason};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
 use crate::decide::{Customer, Verdict};
@@ -47,23 +47,15 @@ fn customer_of(r: &AnyRow) -> Result<Customer, sqlx::Error> {
     })
 }
 
-/// Records each verdict unless one is recorded for its order already; returns the orders
-/// whose verdict is new. The first decision stands: a redelivery (or a second instance)
-/// republishes it.
-pub async fn keep_verdicts(
-    conn: &mut AnyConnection,
-    verdicts: &[(Uuid, Verdict)],
-) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let now = now_micros();
-    let mut inserted = HashSet::with_capacity(verdicts.len());
-    for chunk in verdicts.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT INTO verdicts (order_id, reason, detail, credit_limit_cents, decided_at) \
-             VALUES {} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-            Params::of(conn).tuples(chunk.len(), 5)
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (order_id, verdict) in chunk {
+/// Adds to `script` the recording of each verdict unless one is recorded for its order
+/// already; the part's `order_id`s are the orders whose verdict is new. The first decision
+/// stands: a redelivery (or a second instance) republishes it.
+pub fn keep_verdicts(script: &mut Script, verdicts: &[(Uuid, Verdict)], now: i64) -> Part {
+    script.push_rows(
+        "INSERT INTO verdicts (order_id, reason, detail, credit_limit_cents, decided_at) \
+         VALUES {rows} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+        verdicts,
+        |(order_id, verdict)| {
             let (reason, detail, limit) = match verdict {
                 Verdict::Validated { credit_limit } => {
                     (None, String::new(), Some(credit_limit.cents()))
@@ -72,18 +64,15 @@ pub async fn keep_verdicts(
                     (Some(reason.as_str()), detail.clone(), None)
                 }
             };
-            query = query
-                .bind(order_id.to_string())
-                .bind(reason)
-                .bind(detail)
-                .bind(limit)
-                .bind(now);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            inserted.insert(uuid(&row, "order_id")?);
-        }
-    }
-    Ok(inserted)
+            [
+                (*order_id).into(),
+                reason.into(),
+                detail.into(),
+                limit.into(),
+                now.into(),
+            ]
+        },
+    )
 }
 
 /// The verdicts kept for those of `orders` that have one.

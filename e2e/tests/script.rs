@@ -20,15 +20,11 @@ async fn pool() -> (sqlx::AnyPool, tempfile::TempDir) {
 }
 
 fn kv_insert(script: &mut Script, rows: &[(&str, i64)]) -> db::Part {
-    let sql = format!(
-        "INSERT INTO kv (k, v) VALUES {} ON CONFLICT (k) DO NOTHING RETURNING k",
-        script.params().tuples(rows.len(), 2)
-    );
-    let values = rows
-        .iter()
-        .flat_map(|(k, v)| [Value::from(*k), Value::from(*v)])
-        .collect();
-    script.push(sql, values)
+    script.push_rows(
+        "INSERT INTO kv (k, v) VALUES {rows} ON CONFLICT (k) DO NOTHING RETURNING k",
+        rows,
+        |(k, v)| [Value::from(*k), Value::from(*v)],
+    )
 }
 
 #[tokio::test]
@@ -78,18 +74,22 @@ async fn statements_return_their_own_outcomes_in_order() {
 }
 
 #[tokio::test]
-async fn in_lists_longer_than_a_statement_take_several_and_read_as_one_part() {
+async fn batches_longer_than_a_statement_take_several_and_read_as_one_part() {
     let (pool, _dir) = pool().await;
     let mut conn = pool.acquire().await.unwrap();
     let keys: Vec<String> = (0..db::MAX_ROWS + 7).map(|i| format!("k{i:04}")).collect();
 
     let mut script = Script::new(&conn);
-    for chunk in keys.chunks(db::MAX_ROWS) {
-        let rows: Vec<(&str, i64)> = chunk.iter().map(|k| (k.as_str(), 1)).collect();
-        kv_insert(&mut script, &rows);
-    }
+    let rows: Vec<(&str, i64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
+    let written = kv_insert(&mut script, &rows);
     let read = script.push_in("SELECT k FROM kv WHERE k IN ({keys})", &keys);
     let out = script.run(&mut conn).await.unwrap();
+    assert_eq!(
+        written.each(&out).len(),
+        2,
+        "one statement per chunk of rows"
+    );
+    assert_eq!(written.affected(&out), keys.len() as u64);
     assert_eq!(read.each(&out).len(), 2, "one statement per chunk of keys");
     let mut found: Vec<String> = read.rows(&out).map(|r| r.get("k")).collect();
     found.sort();

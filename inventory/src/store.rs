@@ -140,50 +140,38 @@ pub fn adjust(script: &mut Script, delta: &BTreeMap<String, i64>) -> Part {
 /// Adds to `script` the recording of new reservations (RESERVED with their items, REJECTED,
 /// CANCELLED).
 pub fn insert(script: &mut Script, new: &[(Uuid, Held)], now: i64) {
-    for chunk in new.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT INTO reservations (order_id, status, reason, detail, updated_at) VALUES {}",
-            script.params().tuples(chunk.len(), 5)
-        );
-        let values = chunk
-            .iter()
-            .flat_map(|(order_id, held)| {
-                let (reason, detail) = match &held.reason {
-                    Some((reason, detail)) => (Some(reason.as_str()), detail.as_str()),
-                    None => (None, ""),
-                };
-                [
-                    (*order_id).into(),
-                    held.status.as_str().into(),
-                    reason.into(),
-                    detail.into(),
-                    now.into(),
-                ]
-            })
-            .collect();
-        script.push(sql, values);
-    }
+    script.push_rows(
+        "INSERT INTO reservations (order_id, status, reason, detail, updated_at) VALUES {rows}",
+        new,
+        |(order_id, held)| {
+            let (reason, detail) = match &held.reason {
+                Some((reason, detail)) => (Some(reason.as_str()), detail.as_str()),
+                None => (None, ""),
+            };
+            [
+                (*order_id).into(),
+                held.status.as_str().into(),
+                reason.into(),
+                detail.into(),
+                now.into(),
+            ]
+        },
+    );
     let items: Vec<(&Uuid, &String, i64)> = new
         .iter()
         .flat_map(|(order_id, held)| held.items.iter().map(move |(p, q)| (order_id, p, *q)))
         .collect();
-    for items in items.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {}",
-            script.params().tuples(items.len(), 3)
-        );
-        let values = items
-            .iter()
-            .flat_map(|(order_id, product, quantity)| {
-                [
-                    (**order_id).into(),
-                    product.as_str().into(),
-                    (*quantity).into(),
-                ]
-            })
-            .collect();
-        script.push(sql, values);
-    }
+    script.push_rows(
+        "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {rows}",
+        &items,
+        |(order_id, product, quantity)| {
+            [
+                (**order_id).into(),
+                product.as_str().into(),
+                (*quantity).into(),
+            ]
+        },
+    );
 }
 
 /// Adds to `script` the marking of reservations RELEASED (their stock went back through

@@ -41,20 +41,12 @@ impl Head {
 /// are those not recorded before: only their effects are still to be applied (in the same
 /// transaction).
 pub fn claim(script: &mut Script, events: &[(Uuid, Uuid)], now: i64) -> Part {
-    let first = script.len();
-    for chunk in events.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES {} \
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            script.params().tuples(chunk.len(), 3)
-        );
-        let values = chunk
-            .iter()
-            .flat_map(|(event_id, order_id)| [(*event_id).into(), (*order_id).into(), now.into()])
-            .collect();
-        script.push(sql, values);
-    }
-    script.since(first)
+    script.push_rows(
+        "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES {rows} \
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        events,
+        |(event_id, order_id)| [(*event_id).into(), (*order_id).into(), now.into()],
+    )
 }
 
 /// Adds to `script` the creation as PENDING, from the snapshot every event carries, of those
@@ -62,31 +54,23 @@ pub fn claim(script: &mut Script, events: &[(Uuid, Uuid)], now: i64) -> Part {
 /// entry; the part's `order_id`s are those it created. Items and history of an order that
 /// another instance created first are already there and stay as they are.
 pub fn create(script: &mut Script, orders: &[(Uuid, &OrderSnapshot, Uuid)]) -> Part {
-    let first = script.len();
-    for chunk in orders.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
-             VALUES {} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-            script.params().tuples(chunk.len(), 6)
-        );
-        let values = chunk
-            .iter()
-            .flat_map(|(order_id, order, _)| {
-                let created = to_micros(order.placed_at);
-                [
-                    (*order_id).into(),
-                    order.customer_id.as_str().into(),
-                    order.total_amount.cents().into(),
-                    OrderStatus::Pending.as_str().into(),
-                    created.into(),
-                    created.into(),
-                ]
-            })
-            .collect();
-        script.push(sql, values);
-    }
-    let created = script.since(first);
-
+    let pending = OrderStatus::Pending.as_str();
+    let created = script.push_rows(
+        "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
+         VALUES {rows} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+        orders,
+        |(order_id, order, _)| {
+            let at = to_micros(order.placed_at);
+            [
+                (*order_id).into(),
+                order.customer_id.as_str().into(),
+                order.total_amount.cents().into(),
+                pending.into(),
+                at.into(),
+                at.into(),
+            ]
+        },
+    );
     let items: Vec<(&Uuid, usize, &Item)> = orders
         .iter()
         .flat_map(|(order_id, order, _)| {
@@ -97,45 +81,33 @@ pub fn create(script: &mut Script, orders: &[(Uuid, &OrderSnapshot, Uuid)]) -> P
                 .map(move |(l, i)| (order_id, l, i))
         })
         .collect();
-    for items in items.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT INTO order_items (order_id, line, product_id, quantity) VALUES {} \
-             ON CONFLICT (order_id, line) DO NOTHING",
-            script.params().tuples(items.len(), 4)
-        );
-        let values = items
-            .iter()
-            .flat_map(|(order_id, line, item)| {
-                [
-                    (**order_id).into(),
-                    (*line as i64).into(),
-                    item.product_id.as_str().into(),
-                    i64::from(item.quantity).into(),
-                ]
-            })
-            .collect();
-        script.push(sql, values);
-    }
-    for chunk in orders.chunks(MAX_ROWS) {
-        let sql = format!(
-            "INSERT INTO order_history (order_id, status, reason, event_id, at) VALUES {} \
-             ON CONFLICT (order_id, status) DO NOTHING",
-            script.params().tuples(chunk.len(), 5)
-        );
-        let values = chunk
-            .iter()
-            .flat_map(|(order_id, order, event_id)| {
-                [
-                    (*order_id).into(),
-                    OrderStatus::Pending.as_str().into(),
-                    None::<&str>.into(),
-                    (*event_id).into(),
-                    to_micros(order.placed_at).into(),
-                ]
-            })
-            .collect();
-        script.push(sql, values);
-    }
+    script.push_rows(
+        "INSERT INTO order_items (order_id, line, product_id, quantity) VALUES {rows} \
+         ON CONFLICT (order_id, line) DO NOTHING",
+        &items,
+        |(order_id, line, item)| {
+            [
+                (**order_id).into(),
+                (*line as i64).into(),
+                item.product_id.as_str().into(),
+                i64::from(item.quantity).into(),
+            ]
+        },
+    );
+    script.push_rows(
+        "INSERT INTO order_history (order_id, status, reason, event_id, at) VALUES {rows} \
+         ON CONFLICT (order_id, status) DO NOTHING",
+        orders,
+        |(order_id, order, event_id)| {
+            [
+                (*order_id).into(),
+                pending.into(),
+                None::<&str>.into(),
+                (*event_id).into(),
+                to_micros(order.placed_at).into(),
+            ]
+        },
+    );
     created
 }
 
@@ -231,28 +203,22 @@ pub fn apply(script: &mut Script, changes: &[(Uuid, Transition, Uuid)], now: i64
     }
     let changed = script.since(first);
 
-    for chunk in changes.chunks(MAX_ROWS) {
-        // A WHERE, not JOIN … ON: SQLite would read the ON of a join as the upsert's.
-        let sql = format!(
-            "INSERT INTO order_history (order_id, status, reason, event_id, at) \
-             SELECT o.order_id, o.status, o.reason, v.column3, o.updated_at \
-             FROM (VALUES {}) AS v, orders o \
-             WHERE o.order_id = v.column1 AND o.status = v.column2 \
-             ON CONFLICT (order_id, status) DO NOTHING",
-            params.tuples(chunk.len(), 3)
-        );
-        let values = chunk
-            .iter()
-            .flat_map(|(order_id, t, event_id)| {
-                [
-                    (*order_id).into(),
-                    t.status.as_str().into(),
-                    (*event_id).into(),
-                ]
-            })
-            .collect();
-        script.push(sql, values);
-    }
+    // A WHERE, not JOIN … ON: SQLite would read the ON of a join as the upsert's.
+    script.push_rows(
+        "INSERT INTO order_history (order_id, status, reason, event_id, at) \
+         SELECT o.order_id, o.status, o.reason, v.column3, o.updated_at \
+         FROM (VALUES {rows}) AS v, orders o \
+         WHERE o.order_id = v.column1 AND o.status = v.column2 \
+         ON CONFLICT (order_id, status) DO NOTHING",
+        changes,
+        |(order_id, t, event_id)| {
+            [
+                (*order_id).into(),
+                t.status.as_str().into(),
+                (*event_id).into(),
+            ]
+        },
+    );
     changed
 }
 

@@ -171,7 +171,7 @@ impl Params {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Text(Option<String>),
-    Int(i64),
+    Int(Option<i64>),
 }
 
 impl From<&str> for Value {
@@ -200,6 +200,12 @@ impl From<uuid::Uuid> for Value {
 
 impl From<i64> for Value {
     fn from(v: i64) -> Self {
+        Value::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(v: Option<i64>) -> Self {
         Value::Int(v)
     }
 }
@@ -295,6 +301,24 @@ impl Script {
         for chunk in keys.chunks(MAX_ROWS) {
             let sql = sql.replace("{keys}", &self.params.list(1, chunk.len()));
             let values = chunk.iter().map(|k| Value::from(k.to_string())).collect();
+            self.statements.push((sql, values));
+        }
+        self.since(first)
+    }
+
+    /// Adds `sql`, in which `{rows}` stands for `(…), (…)` tuples of parameters, once per
+    /// chunk of `rows`, each row giving its tuple's values: writing a batch in one statement
+    /// per chunk.
+    pub fn push_rows<T, const N: usize>(
+        &mut self,
+        sql: &str,
+        rows: &[T],
+        values: impl Fn(&T) -> [Value; N],
+    ) -> Part {
+        let first = self.len();
+        for chunk in rows.chunks(MAX_ROWS) {
+            let sql = sql.replace("{rows}", &self.params.tuples(chunk.len(), N));
+            let values = chunk.iter().flat_map(&values).collect();
             self.statements.push((sql, values));
         }
         self.since(first)
