@@ -10,7 +10,7 @@
 
 mod baseline;
 mod plot;
-mod rss;
+mod procs;
 mod run;
 
 use std::path::PathBuf;
@@ -92,6 +92,8 @@ pub struct RunReport {
     pub stages: Option<Vec<StageReport>>,
     /// Highest resident memory seen per `oms-*` process on this machine, MiB.
     pub peak_rss_mib: Vec<(String, f64)>,
+    /// CPU and context switches of the services, nats-server and loadgen over the run.
+    pub processes: Vec<procs::ProcessUsage>,
 }
 
 /// One stage of the saga: customer and inventory from the POST, payment from the later
@@ -218,5 +220,27 @@ fn print_run(r: &RunReport) {
             format!("peak RSS {name}"),
             format!("{mib:.1} MiB")
         );
+    }
+    if !r.processes.is_empty() {
+        println!();
+        println!("| process        | CPU % of a core | CPU µs per order | switches/s |");
+        println!("|----------------|----------------:|-----------------:|-----------:|");
+        let services = r.processes.iter().filter(|p| p.name.starts_with("oms-"));
+        let total = |name: &str, ps: Vec<&procs::ProcessUsage>| procs::ProcessUsage {
+            name: name.into(),
+            cpu_percent: ps.iter().map(|p| p.cpu_percent).sum(),
+            cpu_us_per_order: ps.iter().map(|p| p.cpu_us_per_order).sum(),
+            switches_per_sec: ps.iter().map(|p| p.switches_per_sec).sum(),
+        };
+        let totals = [
+            total("the 5 services", services.collect()),
+            total("all", r.processes.iter().collect()),
+        ];
+        for p in r.processes.iter().chain(&totals) {
+            println!(
+                "| {:<14} | {:>15.1} | {:>16.0} | {:>10.0} |",
+                p.name, p.cpu_percent, p.cpu_us_per_order, p.switches_per_sec
+            );
+        }
     }
 }

@@ -225,7 +225,7 @@ pub async fn run(
         })
     };
     wait_idle(nats).await?;
-    let rss = crate::rss::RssSampler::start();
+    let sampler = crate::procs::Sampler::start();
 
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -326,11 +326,14 @@ pub async fn run(
     bar.finish_and_clear();
     listener.abort();
     step_listener.abort();
-    let peak_rss_mib = rss.stop().await;
+    let ended = {
+        let c = &tracker.lock().counters;
+        c.confirmed + c.rejected
+    };
+    let (peak_rss_mib, processes) = sampler.stop(ended).await;
 
     let inner = tracker.lock();
     let c = &inner.counters;
-    let ended = c.confirmed + c.rejected;
     let window = inner
         .last_end
         .map_or(sending, |l| l.duration_since(started).max(sending));
@@ -363,6 +366,7 @@ pub async fn run(
                 .collect()
         }),
         peak_rss_mib,
+        processes,
     })
 }
 
