@@ -250,7 +250,7 @@ fn print_run(r: &RunReport) {
             switches_per_sec: ps.iter().map(|p| p.switches_per_sec).sum(),
         };
         let totals = [
-            total("the 5 services", services.collect()),
+            total("oms-* together", services.collect()),
             total("all", r.processes.iter().collect()),
         ];
         for p in r.processes.iter().chain(&totals) {
