@@ -102,27 +102,16 @@ pub fn adjust(script: &mut Script, delta: &BTreeMap<String, i64>) -> Part {
     let first = script.len();
     let delta: Vec<(&String, &i64)> = delta.iter().collect();
     for chunk in delta.chunks(MAX_ROWS) {
-        // Parameters are numbered in the order they appear, which is also the binding order.
-        let mut next = 0;
-        let mut param = || {
-            next += 1;
-            params.list(next, 1)
-        };
-        let mut change = || {
-            let mut sql = String::from("CASE product_id");
-            for _ in chunk {
-                sql.push_str(&format!(" WHEN {} THEN {}", param(), param()));
-            }
-            sql.push_str(" END");
-            sql
-        };
-        let (set, guard) = (change(), change());
-        let ids: Vec<String> = (0..chunk.len()).map(|_| param()).collect();
-        // In this order: the parameters of the set, of the guard, then the ids.
+        // Parameters are numbered in the order they appear, which is also the binding order:
+        // the CASE of the set, the same of the guard, then the ids.
+        let n = chunk.len();
+        let change = |first| params.case("product_id", first, n);
         let sql = format!(
-            "UPDATE products SET available = available + {set} \
-             WHERE available + {guard} >= 0 AND product_id IN ({})",
-            ids.join(", ")
+            "UPDATE products SET available = available + {} \
+             WHERE available + {} >= 0 AND product_id IN ({})",
+            change(1),
+            change(2 * n + 1),
+            params.list(4 * n + 1, n)
         );
         let pairs = chunk
             .iter()

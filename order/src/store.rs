@@ -164,28 +164,18 @@ pub fn apply(script: &mut Script, changes: &[(Uuid, Transition, Uuid)], now: i64
     let params = script.params();
     let first = script.len();
     for chunk in changes.chunks(MAX_ROWS) {
-        // Parameters are numbered in the order they appear, which is also the binding order.
-        let mut next = 0;
-        let mut param = || {
-            next += 1;
-            params.list(next, 1)
-        };
-        let mut sql = String::from("UPDATE orders SET ");
-        for column in ["status", "reason", "detail"] {
-            sql.push_str(column);
-            sql.push_str(" = CASE order_id");
-            for _ in chunk {
-                sql.push_str(&format!(" WHEN {} THEN {}", param(), param()));
-            }
-            sql.push_str(" END, ");
-        }
-        sql.push_str(&format!(
-            "updated_at = {} WHERE status = 'PENDING' AND order_id IN (",
-            param()
-        ));
-        let ids: Vec<String> = (0..chunk.len()).map(|_| param()).collect();
-        sql.push_str(&ids.join(", "));
-        sql.push_str(") RETURNING order_id");
+        // Parameters are numbered in the order they appear, which is also the binding order:
+        // a CASE of 2n per column, the time, then the ids.
+        let n = chunk.len();
+        let sql = format!(
+            "UPDATE orders SET status = {}, reason = {}, detail = {}, updated_at = {} \
+             WHERE status = 'PENDING' AND order_id IN ({}) RETURNING order_id",
+            params.case("order_id", 1, n),
+            params.case("order_id", 2 * n + 1, n),
+            params.case("order_id", 4 * n + 1, n),
+            params.list(6 * n + 1, 1),
+            params.list(6 * n + 2, n),
+        );
 
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7 + 1);
         for (order_id, t, _) in chunk {

@@ -165,6 +165,20 @@ impl Params {
         }
         sql
     }
+
+    /// `CASE key WHEN $first THEN $first+1 … END`: `n` pairs of parameters numbered from
+    /// `first`, for giving each row of a multi-row `UPDATE` its own value.
+    pub fn case(self, key: &str, first: usize, n: usize) -> String {
+        let mut sql = format!("CASE {key}");
+        for i in 0..n {
+            sql.push_str(" WHEN ");
+            self.param(&mut sql, first + 2 * i);
+            sql.push_str(" THEN ");
+            self.param(&mut sql, first + 2 * i + 1);
+        }
+        sql.push_str(" END");
+        sql
+    }
 }
 
 /// A value bound to a statement of a [`Script`].
@@ -462,6 +476,11 @@ mod tests {
         assert_eq!(n.tuples(1, 1), "($1)");
         assert_eq!(n.list(2, 3), "$2, $3, $4");
         assert_eq!(a.list(2, 3), "?, ?, ?");
+        assert_eq!(
+            n.case("k", 3, 2),
+            "CASE k WHEN $3 THEN $4 WHEN $5 THEN $6 END"
+        );
+        assert_eq!(a.case("k", 1, 1), "CASE k WHEN ? THEN ? END");
     }
 
     #[test]
