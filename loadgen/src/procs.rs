@@ -1,6 +1,7 @@
 //! What the OMS processes on this machine use while a run lasts (Linux /proc): each one's peak
-//! resident memory, and the CPU time and context switches of the services, nats-server and
-//! loadgen itself, so that builds can be compared by what an order costs.
+//! resident memory, and the CPU time and context switches of the services, nats-server,
+//! PostgreSQL (when the services use it) and loadgen itself, so that builds can be compared by
+//! what an order costs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -55,7 +56,8 @@ impl Sampler {
     }
 
     /// Stops sampling; returns each `oms-*` process's peak resident memory (MiB), and what
-    /// each process that ran the whole time used, given the orders that ended meanwhile.
+    /// each program that ran the whole time used (its processes summed), given the orders that
+    /// ended meanwhile.
     pub async fn stop(self, orders: u64) -> (Vec<(String, f64)>, Vec<ProcessUsage>) {
         self.task.abort();
         let seconds = self.started.elapsed().as_secs_f64();
@@ -64,20 +66,28 @@ impl Sampler {
             .iter()
             .map(|(name, kib)| (name.clone(), *kib as f64 / 1024.0))
             .collect();
-        let mut used: Vec<ProcessUsage> = usage()
+        // Per name: PostgreSQL is a process per connection, and a service may run twice.
+        let mut by_name: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (pid, now) in usage() {
+            let Some(before) = self.usage.get(&pid) else {
+                continue;
+            };
+            let (cpu_ns, switches) = by_name.entry(now.name).or_default();
+            *cpu_ns += now.cpu_ns.saturating_sub(before.cpu_ns);
+            *switches += now.switches.saturating_sub(before.switches);
+        }
+        let used = by_name
             .into_iter()
-            .filter_map(|(pid, now)| {
-                let before = self.usage.get(&pid)?;
-                let cpu = now.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e9;
-                Some(ProcessUsage {
-                    name: now.name,
+            .map(|(name, (cpu_ns, switches))| {
+                let cpu = cpu_ns as f64 / 1e9;
+                ProcessUsage {
+                    name,
                     cpu_percent: cpu / seconds * 100.0,
                     cpu_us_per_order: cpu * 1e6 / orders.max(1) as f64,
-                    switches_per_sec: now.switches.saturating_sub(before.switches) as f64 / seconds,
-                })
+                    switches_per_sec: switches as f64 / seconds,
+                }
             })
             .collect();
-        used.sort_by(|a, b| a.name.cmp(&b.name));
         (rss, used)
     }
 }
@@ -93,7 +103,9 @@ struct Usage {
 fn usage() -> HashMap<u32, Usage> {
     processes()
         .filter(|(name, _)| {
-            name.starts_with("oms-") || name == "nats-server" || name.starts_with("loadgen")
+            name.starts_with("oms-")
+                || ["nats-server", "postgres"].contains(&name.as_str())
+                || name.starts_with("loadgen")
         })
         .filter_map(|(name, dir)| {
             let pid = dir.file_name()?.to_str()?.parse().ok()?;
