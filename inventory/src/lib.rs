@@ -54,6 +54,7 @@ pub async fn run(
     let handler = Arc::new(Inventory {
         pool: pool.clone(),
         js: bus.js.clone(),
+        reserving: Default::default(),
     });
     let tasks = TaskTracker::new();
     tasks.spawn(bus::consume(
@@ -83,6 +84,12 @@ pub async fn run(
 struct Inventory {
     pool: AnyPool,
     js: async_nats::jetstream::Context,
+    /// Taken from reading the stock to committing its change. A consumer has two batches in
+    /// hand; they reserve one after the other, in the order they were fetched (the lock is
+    /// fair), so stock goes to orders first come, first served, and one batch's publishing
+    /// overlaps the next one's reserving. (Another instance's batch that interleaves is caught
+    /// by the compare-and-set on the stock, and retried.)
+    reserving: tokio::sync::Mutex<()>,
 }
 
 impl Handler for Inventory {
@@ -125,6 +132,7 @@ impl Inventory {
         products.sort_unstable();
         products.dedup();
 
+        let _turn = self.reserving.lock().await;
         let mut tx = db::begin_write(&self.pool).await?;
         // Two scripts (see `db::Script`): what the batch finds, then what it writes.
         let mut script = Script::new(&tx);

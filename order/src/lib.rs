@@ -31,6 +31,11 @@ use crate::decide::transition;
 
 pub const SERVICE: &str = "order";
 
+/// Handler calls at once: while one round waits for its PubAcks, the next one writes.
+/// Overlapping rounds are safe for the same reason two instances are: every change is
+/// guarded by the status it expects, and an event is claimed once.
+const ORDER_ROUNDS: usize = 2;
+
 /// Runs the service until `shutdown`; `listener` serves its health endpoints.
 pub async fn run(
     config: Config,
@@ -57,10 +62,13 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("adding endpoint: {e}"))?;
 
     // Four consumers, one SQLite writer: one transaction per round for all of them.
-    let handler = Arc::new(bus::Funnel::new(Orders {
-        pool: pool.clone(),
-        js: bus.js.clone(),
-    }));
+    let handler = Arc::new(bus::Funnel::new(
+        Orders {
+            pool: pool.clone(),
+            js: bus.js.clone(),
+        },
+        ORDER_ROUNDS,
+    ));
     let tasks = TaskTracker::new();
     for spec in [
         topology::ORDER_ORDERS,

@@ -199,8 +199,9 @@ where
 /// while the handler was busy goes into its next call as one batch. A service whose consumers
 /// all write to one database then commits once per round for all of them, instead of the
 /// consumers taking turns on the write lock with a commit each (SQLite has one writer).
-/// Each consumer still waits for the outcome of its own events before it takes more, so every
-/// consumer's stream order is kept.
+/// Rounds may overlap (see [`Funnel::new`]), and so may a consumer's batches in hand: the
+/// handler must take events of one order in different calls at once, as it must anyway with
+/// two instances of the service.
 pub struct Funnel {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
 }
@@ -211,37 +212,53 @@ struct Job {
 }
 
 impl Funnel {
-    /// Starts the task that feeds `handler`; it ends when the funnel is dropped.
-    pub fn new<H: Handler>(handler: H) -> Self {
+    /// Starts the task that feeds `handler`, at most `rounds` calls at once; it ends when the
+    /// funnel is dropped. More than one round lets the next one persist while the one before
+    /// waits for its PubAcks; the handler keeps whatever must not overlap apart.
+    pub fn new<H: Handler>(handler: H, rounds: usize) -> Self {
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
         tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                let mut round = vec![first];
-                while let Ok(job) = queue.try_recv() {
-                    round.push(job);
-                }
-                let sizes: Vec<usize> = round.iter().map(|job| job.events.len()).collect();
-                let (events, outcomes): (Vec<_>, Vec<_>) = round
-                    .into_iter()
-                    .map(|job| (job.events, job.outcome))
-                    .unzip();
-                let count = sizes.iter().sum();
-                // A handler that panics must not take the funnel, and with it every consumer
-                // of the service, down: the round's messages are tried again later.
-                let handled = AssertUnwindSafe(handler.handle_batch(events.concat()))
-                    .catch_unwind()
-                    .await;
-                let mut results = handled
-                    .unwrap_or_else(|_| transient_failures(count, "the handler panicked"))
-                    .into_iter();
-                for (outcome, size) in outcomes.into_iter().zip(sizes) {
-                    // A consumer that stopped waiting has nothing to settle: its messages
-                    // are redelivered.
-                    let _ = outcome.send(results.by_ref().take(size).collect());
+            let handler = &handler;
+            let mut running = futures::stream::FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    Some(()) = running.next(), if !running.is_empty() => {}
+                    first = queue.recv(), if running.len() < rounds.max(1) => {
+                        let Some(first) = first else { break };
+                        let mut round = vec![first];
+                        while let Ok(job) = queue.try_recv() {
+                            round.push(job);
+                        }
+                        running.push(Self::round(handler, round));
+                    }
                 }
             }
+            while running.next().await.is_some() {}
         });
         Funnel { jobs }
+    }
+
+    /// One call of the handler with the events of `round`, and each job's share of outcomes.
+    async fn round<H: Handler>(handler: &H, round: Vec<Job>) {
+        let sizes: Vec<usize> = round.iter().map(|job| job.events.len()).collect();
+        let (events, outcomes): (Vec<_>, Vec<_>) = round
+            .into_iter()
+            .map(|job| (job.events, job.outcome))
+            .unzip();
+        let count = sizes.iter().sum();
+        // A handler that panics must not take the funnel, and with it every consumer of the
+        // service, down: the round's messages are tried again later.
+        let handled = AssertUnwindSafe(handler.handle_batch(events.concat()))
+            .catch_unwind()
+            .await;
+        let mut results = handled
+            .unwrap_or_else(|_| transient_failures(count, "the handler panicked"))
+            .into_iter();
+        for (outcome, size) in outcomes.into_iter().zip(sizes) {
+            // A consumer that stopped waiting has nothing to settle: its messages are
+            // redelivered.
+            let _ = outcome.send(results.by_ref().take(size).collect());
+        }
     }
 }
 
@@ -346,14 +363,19 @@ pub async fn consume<H: Handler>(
             }
         };
         debug!(durable = spec.durable, "consuming");
+        // Batches in hand: while one waits for its PubAcks, the next one is already being
+        // decided and persisted, instead of its messages queueing behind a round trip.
+        let mut in_flight = futures::stream::FuturesUnordered::new();
         loop {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
+                    while in_flight.next().await.is_some() {}
                     hand_back(&js, messages).await;
                     return;
                 }
-                next = messages.next() => next,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                next = messages.next(), if in_flight.len() < cfg.in_flight.max(1) => next,
             };
             match next {
                 Some(Ok(first)) => {
@@ -372,8 +394,9 @@ pub async fn consume<H: Handler>(
                             Some(None) | None => break,
                         }
                     }
-                    process(&js, &spec, cfg, handler.as_ref(), batch).await;
+                    in_flight.push(process(&js, &spec, cfg, handler.as_ref(), batch));
                     if let Some(e) = broken {
+                        while in_flight.next().await.is_some() {}
                         failures += 1;
                         warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
                         break;
@@ -382,11 +405,13 @@ pub async fn consume<H: Handler>(
                 Some(Err(e)) => {
                     // Missing heartbeats, a deleted consumer, a reconnect: never end the loop,
                     // start over with a fresh consumer and pull.
+                    while in_flight.next().await.is_some() {}
                     failures += 1;
                     warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
                     break;
                 }
                 None => {
+                    while in_flight.next().await.is_some() {}
                     failures += 1;
                     break;
                 }
@@ -583,12 +608,15 @@ mod tests {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Notify::new());
         let gate = Arc::new(Semaphore::new(0));
-        let funnel = Arc::new(Funnel::new(Recorder {
-            calls: calls.clone(),
-            bad: vec![a1, b2],
-            started: started.clone(),
-            gate: gate.clone(),
-        }));
+        let funnel = Arc::new(Funnel::new(
+            Recorder {
+                calls: calls.clone(),
+                bad: vec![a1, b2],
+                started: started.clone(),
+                gate: gate.clone(),
+            },
+            1,
+        ));
 
         // A first batch occupies the handler; two more arrive while it is busy.
         let first = tokio::spawn({
@@ -615,6 +643,46 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_funnel_of_two_rounds_starts_the_next_while_one_is_busy() {
+        let [a, b, c] = [(); 3].map(|_| Uuid::new_v4());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(Notify::new());
+        let gate = Arc::new(Semaphore::new(0));
+        let funnel = Arc::new(Funnel::new(
+            Recorder {
+                calls: calls.clone(),
+                bad: vec![],
+                started: started.clone(),
+                gate: gate.clone(),
+            },
+            2,
+        ));
+        let call = |id| {
+            let funnel = funnel.clone();
+            tokio::spawn(async move { funnel.handle_batch(vec![placed(id)]).await })
+        };
+        let first = call(a);
+        started.notified().await;
+        let second = call(b);
+        // Both calls are in the handler, neither finished: the second did not wait.
+        tokio::time::timeout(Duration::from_secs(10), started.notified())
+            .await
+            .expect("the second round started while the first was busy");
+        let third = call(c);
+        tokio::task::yield_now().await;
+        assert!(calls.lock().unwrap().is_empty(), "the gate is still closed");
+        gate.add_permits(10);
+        for call in [first, second, third] {
+            assert!(call.await.expect("call").iter().all(Result::is_ok));
+        }
+        let mut seen = calls.lock().unwrap().concat();
+        seen.sort();
+        let mut all = vec![a, b, c];
+        all.sort();
+        assert_eq!(seen, all, "every event handled once");
+    }
+
     /// Panics on its first call.
     struct PanicsOnce(std::sync::atomic::AtomicBool);
 
@@ -629,7 +697,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_funnel_outlives_a_panicking_handler() {
-        let funnel = Funnel::new(PanicsOnce(Default::default()));
+        let funnel = Funnel::new(PanicsOnce(Default::default()), 1);
         let first = funnel.handle_batch(vec![placed(Uuid::new_v4())]).await;
         assert!(
             matches!(first.as_slice(), [Err(HandleError::Transient(_))]),
