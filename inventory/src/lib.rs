@@ -119,7 +119,7 @@ impl Inventory {
         orders.dedup();
 
         // Products the placed orders name; those the held reservations name are read with
-        // them, by the reservations' order ids.
+        // the reservations.
         let mut products: Vec<&str> = events
             .iter()
             .filter_map(|e| match &e.event {
@@ -137,10 +137,11 @@ impl Inventory {
         // Two scripts (see `db::Script`): what the batch finds, then what it writes.
         let mut script = Script::new(&tx);
         let reservations = store::reservations(&mut script, &orders);
-        let stock = store::stock(&mut script, &products, &orders);
+        let stock = store::stock(&mut script, &products);
         let found = script.run(&mut tx).await?;
-        let held = store::read_reservations(&reservations, &found)?;
-        let stock = store::read_stock(&stock, &found)?;
+        let (held, mut held_stock) = store::read_reservations(&reservations, &found)?;
+        held_stock.extend(store::read_stock(&stock, &found)?);
+        let stock = held_stock;
         let steps_in: Vec<Step<'_>> = steps.iter().flatten().copied().collect();
         let plan = plan(&steps_in, held, stock);
         let now = db::now_micros();

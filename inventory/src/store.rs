@@ -1,9 +1,11 @@
 //! The inventory service's SQL: products, reservations and their items.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use oms_shared::Reason;
 use oms_shared::db::{MAX_ROWS, Outcome, Part, Script, Value, uuid};
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
@@ -20,76 +22,75 @@ pub struct Product {
 }
 
 /// Adds to `script` the reading of the stored reservations among `orders`, with what each
-/// holds; read them with [`read_reservations`].
-pub fn reservations(script: &mut Script, orders: &[Uuid]) -> [Part; 2] {
-    [
-        script.push_in(
-            "SELECT order_id, status, reason, detail FROM reservations WHERE order_id IN ({keys})",
-            orders,
-        ),
-        script.push_in(
-            "SELECT order_id, product_id, quantity FROM reservation_items \
-             WHERE order_id IN ({keys})",
-            orders,
-        ),
-    ]
+/// holds and the available stock of what it holds (one statement: on PostgreSQL every
+/// statement is a round trip); read them with [`read_reservations`].
+pub fn reservations(script: &mut Script, orders: &[Uuid]) -> Part {
+    script.push_in(
+        "SELECT r.order_id, r.status, r.reason, r.detail, i.product_id, i.quantity, p.available \
+         FROM reservations r \
+         LEFT JOIN reservation_items i ON i.order_id = r.order_id \
+         LEFT JOIN products p ON p.product_id = i.product_id \
+         WHERE r.order_id IN ({keys})",
+        orders,
+    )
 }
 
+/// Available stock by product.
+pub type Stock = HashMap<String, i64>;
+
+/// The reservations found, and the stock of the products they hold.
 pub fn read_reservations(
-    [reservations, items]: &[Part; 2],
+    part: &Part,
     outcomes: &[Outcome],
-) -> Result<HashMap<Uuid, Held>, sqlx::Error> {
-    let mut held = HashMap::new();
-    for row in reservations.rows(outcomes) {
-        let status: String = row.try_get("status")?;
-        let status = Status::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
-        let reason: Option<String> = row.try_get("reason")?;
-        let detail: String = row.try_get("detail")?;
-        held.insert(
-            uuid(row, "order_id")?,
-            Held {
-                status,
-                reason: reason
-                    .as_deref()
-                    .and_then(Reason::parse)
-                    .map(|r| (r, detail)),
-                items: BTreeMap::new(),
-            },
-        );
-    }
-    for row in items.rows(outcomes) {
-        if let Some(h) = held.get_mut(&uuid(row, "order_id")?) {
-            h.items
-                .insert(row.try_get("product_id")?, row.try_get("quantity")?);
+) -> Result<(HashMap<Uuid, Held>, Stock), sqlx::Error> {
+    let (mut held, mut stock) = (HashMap::new(), Stock::new());
+    for row in part.rows(outcomes) {
+        let reservation = match held.entry(uuid(row, "order_id")?) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(held_of(row)?),
+        };
+        // A reservation without items (rejected, say) comes as one row of NULLs.
+        let Some(product_id) = row.try_get::<Option<String>, _>("product_id")? else {
+            continue;
+        };
+        if let Some(available) = row.try_get::<Option<i64>, _>("available")? {
+            stock.insert(product_id.clone(), available);
         }
+        reservation
+            .items
+            .insert(product_id, row.try_get("quantity")?);
     }
-    Ok(held)
+    Ok((held, stock))
 }
 
-/// Adds to `script` the reading of the available stock of each of `products`, and of each
-/// product that `orders` hold, that exists; read it with [`read_stock`].
-pub fn stock(script: &mut Script, products: &[&str], orders: &[Uuid]) -> [Part; 2] {
-    [
-        script.push_in(
-            "SELECT product_id, available FROM products WHERE product_id IN ({keys})",
-            products,
-        ),
-        script.push_in(
-            "SELECT product_id, available FROM products WHERE product_id IN \
-             (SELECT product_id FROM reservation_items WHERE order_id IN ({keys}))",
-            orders,
-        ),
-    ]
+/// A reservation's own columns; its items are added row by row.
+fn held_of(row: &AnyRow) -> Result<Held, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let status = Status::parse(&status)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
+    let reason: Option<String> = row.try_get("reason")?;
+    let detail: String = row.try_get("detail")?;
+    Ok(Held {
+        status,
+        reason: reason
+            .as_deref()
+            .and_then(Reason::parse)
+            .map(|r| (r, detail)),
+        items: BTreeMap::new(),
+    })
 }
 
-pub fn read_stock(
-    parts: &[Part; 2],
-    outcomes: &[Outcome],
-) -> Result<HashMap<String, i64>, sqlx::Error> {
-    parts
-        .iter()
-        .flat_map(|part| part.rows(outcomes))
+/// Adds to `script` the reading of the available stock of each of `products` that exists;
+/// read it with [`read_stock`].
+pub fn stock(script: &mut Script, products: &[&str]) -> Part {
+    script.push_in(
+        "SELECT product_id, available FROM products WHERE product_id IN ({keys})",
+        products,
+    )
+}
+
+pub fn read_stock(part: &Part, outcomes: &[Outcome]) -> Result<Stock, sqlx::Error> {
+    part.rows(outcomes)
         .map(|row| Ok((row.try_get("product_id")?, row.try_get("available")?)))
         .collect()
 }
