@@ -88,6 +88,10 @@ struct Customers {
 }
 
 impl Handler for Customers {
+    fn in_flight(&self) -> usize {
+        db::batches_at_once(&self.pool)
+    }
+
     async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
         bus::whole_or_each(&events, |events| async move {
             let answers = self.decide_all(events).await?;

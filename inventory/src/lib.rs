@@ -84,15 +84,19 @@ pub async fn run(
 struct Inventory {
     pool: AnyPool,
     js: async_nats::jetstream::Context,
-    /// Taken from reading the stock to committing its change. A consumer has two batches in
-    /// hand; they reserve one after the other, in the order they were fetched (the lock is
-    /// fair), so stock goes to orders first come, first served, and one batch's publishing
-    /// overlaps the next one's reserving. (Another instance's batch that interleaves is caught
+    /// Taken from reading the stock to committing its change. With batches overlapping
+    /// (PostgreSQL), they still reserve one after the other, in the order they were fetched
+    /// (the lock is fair), so stock goes to orders first come, first served, while one batch's
+    /// publishing overlaps the next one's reserving. (Another instance's batch that interleaves is caught
     /// by the compare-and-set on the stock, and retried.)
     reserving: tokio::sync::Mutex<()>,
 }
 
 impl Handler for Inventory {
+    fn in_flight(&self) -> usize {
+        db::batches_at_once(&self.pool)
+    }
+
     async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
         bus::whole_or_each(&events, |events| async move {
             let answers = self.apply_all(events).await?;

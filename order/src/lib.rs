@@ -31,11 +31,6 @@ use crate::decide::transition;
 
 pub const SERVICE: &str = "order";
 
-/// Handler calls at once: while one round waits for its PubAcks, the next one writes.
-/// Overlapping rounds are safe for the same reason two instances are: every change is
-/// guarded by the status it expects, and an event is claimed once.
-const ORDER_ROUNDS: usize = 2;
-
 /// Runs the service until `shutdown`; `listener` serves its health endpoints.
 pub async fn run(
     config: Config,
@@ -62,13 +57,10 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("adding endpoint: {e}"))?;
 
     // Four consumers, one SQLite writer: one transaction per round for all of them.
-    let handler = Arc::new(bus::Funnel::new(
-        Orders {
-            pool: pool.clone(),
-            js: bus.js.clone(),
-        },
-        ORDER_ROUNDS,
-    ));
+    let handler = Arc::new(bus::Funnel::new(Orders {
+        pool: pool.clone(),
+        js: bus.js.clone(),
+    }));
     let tasks = TaskTracker::new();
     for spec in [
         topology::ORDER_ORDERS,
@@ -120,6 +112,12 @@ struct Orders {
 }
 
 impl Handler for Orders {
+    /// Overlapping rounds are safe for the same reason two instances are: every change is
+    /// guarded by the status it expects, and an event is claimed once.
+    fn in_flight(&self) -> usize {
+        db::batches_at_once(&self.pool)
+    }
+
     async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
         bus::whole_or_each(&events, |events| async move {
             let announcements = self.apply_all(events).await?;

@@ -164,6 +164,14 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         events: Vec<Envelope>,
     ) -> impl Future<Output = Vec<Result<(), HandleError>>> + Send;
+
+    /// Batches a consumer may hand to this handler at once. More than one lets the next batch
+    /// be decided and persisted while the one before waits for its PubAcks; the handler then
+    /// takes events of one order in different calls at once, as it must anyway with two
+    /// instances of the service.
+    fn in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// Runs `step` (persist, then publish) on the whole batch; if the batch as a whole fails (its
@@ -199,11 +207,10 @@ where
 /// while the handler was busy goes into its next call as one batch. A service whose consumers
 /// all write to one database then commits once per round for all of them, instead of the
 /// consumers taking turns on the write lock with a commit each (SQLite has one writer).
-/// Rounds may overlap (see [`Funnel::new`]), and so may a consumer's batches in hand: the
-/// handler must take events of one order in different calls at once, as it must anyway with
-/// two instances of the service.
+/// Rounds may overlap (see [`Funnel::new`]).
 pub struct Funnel {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    rounds: usize,
 }
 
 struct Job {
@@ -212,10 +219,11 @@ struct Job {
 }
 
 impl Funnel {
-    /// Starts the task that feeds `handler`, at most `rounds` calls at once; it ends when the
-    /// funnel is dropped. More than one round lets the next one persist while the one before
-    /// waits for its PubAcks; the handler keeps whatever must not overlap apart.
-    pub fn new<H: Handler>(handler: H, rounds: usize) -> Self {
+    /// Starts the task that feeds `handler`, as many calls at once as it takes
+    /// ([`Handler::in_flight`]); it ends when the funnel is dropped. Each consumer feeding the
+    /// funnel may have as many batches in hand.
+    pub fn new<H: Handler>(handler: H) -> Self {
+        let rounds = handler.in_flight().max(1);
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
         tokio::spawn(async move {
             let handler = &handler;
@@ -223,7 +231,7 @@ impl Funnel {
             loop {
                 tokio::select! {
                     Some(()) = running.next(), if !running.is_empty() => {}
-                    first = queue.recv(), if running.len() < rounds.max(1) => {
+                    first = queue.recv(), if running.len() < rounds => {
                         let Some(first) = first else { break };
                         let mut round = vec![first];
                         while let Ok(job) = queue.try_recv() {
@@ -235,7 +243,7 @@ impl Funnel {
             }
             while running.next().await.is_some() {}
         });
-        Funnel { jobs }
+        Funnel { jobs, rounds }
     }
 
     /// One call of the handler with the events of `round`, and each job's share of outcomes.
@@ -272,6 +280,10 @@ impl Handler for Funnel {
             return results;
         }
         transient_failures(count, "the handler task has stopped")
+    }
+
+    fn in_flight(&self) -> usize {
+        self.rounds
     }
 }
 
@@ -363,8 +375,7 @@ pub async fn consume<H: Handler>(
             }
         };
         debug!(durable = spec.durable, "consuming");
-        // Batches in hand: while one waits for its PubAcks, the next one is already being
-        // decided and persisted, instead of its messages queueing behind a round trip.
+        // Batches in hand (see `Handler::in_flight`).
         let mut in_flight = futures::stream::FuturesUnordered::new();
         loop {
             let next = tokio::select! {
@@ -375,7 +386,7 @@ pub async fn consume<H: Handler>(
                     return;
                 }
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
-                next = messages.next(), if in_flight.len() < cfg.in_flight.max(1) => next,
+                next = messages.next(), if in_flight.len() < handler.in_flight().max(1) => next,
             };
             match next {
                 Some(Ok(first)) => {
@@ -564,15 +575,20 @@ mod tests {
     use uuid::Uuid;
 
     /// Records the order ids of every call and fails the events of the orders in `bad`; a call
-    /// waits for `gate` after saying it started.
+    /// waits for `gate` after saying it started. Takes `in_flight` calls at once.
     struct Recorder {
         calls: Arc<Mutex<Vec<Vec<Uuid>>>>,
         bad: Vec<Uuid>,
         started: Arc<Notify>,
         gate: Arc<Semaphore>,
+        in_flight: usize,
     }
 
     impl Handler for Recorder {
+        fn in_flight(&self) -> usize {
+            self.in_flight
+        }
+
         async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
             self.started.notify_one();
             let _open = self.gate.acquire().await.expect("gate stays open");
@@ -608,15 +624,13 @@ mod tests {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Notify::new());
         let gate = Arc::new(Semaphore::new(0));
-        let funnel = Arc::new(Funnel::new(
-            Recorder {
-                calls: calls.clone(),
-                bad: vec![a1, b2],
-                started: started.clone(),
-                gate: gate.clone(),
-            },
-            1,
-        ));
+        let funnel = Arc::new(Funnel::new(Recorder {
+            calls: calls.clone(),
+            bad: vec![a1, b2],
+            started: started.clone(),
+            gate: gate.clone(),
+            in_flight: 1,
+        }));
 
         // A first batch occupies the handler; two more arrive while it is busy.
         let first = tokio::spawn({
@@ -649,15 +663,18 @@ mod tests {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Notify::new());
         let gate = Arc::new(Semaphore::new(0));
-        let funnel = Arc::new(Funnel::new(
-            Recorder {
-                calls: calls.clone(),
-                bad: vec![],
-                started: started.clone(),
-                gate: gate.clone(),
-            },
+        let funnel = Arc::new(Funnel::new(Recorder {
+            calls: calls.clone(),
+            bad: vec![],
+            started: started.clone(),
+            gate: gate.clone(),
+            in_flight: 2,
+        }));
+        assert_eq!(
+            funnel.in_flight(),
             2,
-        ));
+            "its consumers may have two batches in hand"
+        );
         let call = |id| {
             let funnel = funnel.clone();
             tokio::spawn(async move { funnel.handle_batch(vec![placed(id)]).await })
@@ -697,7 +714,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_funnel_outlives_a_panicking_handler() {
-        let funnel = Funnel::new(PanicsOnce(Default::default()), 1);
+        let funnel = Funnel::new(PanicsOnce(Default::default()));
         let first = funnel.handle_batch(vec![placed(Uuid::new_v4())]).await;
         assert!(
             matches!(first.as_slice(), [Err(HandleError::Transient(_))]),

@@ -69,9 +69,6 @@ pub struct ConsumersConfig {
     pub max_ack_pending: i64,
     /// Messages fetched per pull request, and at most handled as one batch (one transaction).
     pub batch: usize,
-    /// Batches a consumer has in hand at once: the next one is handled while the one before
-    /// waits for its PubAcks.
-    pub in_flight: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -132,7 +129,6 @@ impl Default for ConsumersConfig {
             backoff: [1, 2, 5, 10, 30].map(Duration::from_secs).to_vec(),
             max_ack_pending: 10_000,
             batch: 200,
-            in_flight: 2,
         }
     }
 }

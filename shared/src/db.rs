@@ -84,6 +84,14 @@ pub async fn migrate(
     }
 }
 
+/// Batches a service takes at once on this pool (see `bus::Handler::in_flight`). On
+/// PostgreSQL the next batch is written while the one before waits for its PubAcks, which
+/// lifted the closed loop by a tenth. SQLite has one writer, and overlapping batches measured
+/// no faster there (a little slower at 1,000–2,000 orders/s), so one at a time.
+pub fn batches_at_once(pool: &AnyPool) -> usize {
+    if is_sqlite(pool) { 1 } else { 2 }
+}
+
 pub fn is_sqlite(pool: &AnyPool) -> bool {
     pool.connect_options()
         .database_url
