@@ -60,6 +60,7 @@ pub async fn run(
     let handler = Arc::new(bus::Funnel::new(Orders {
         pool: pool.clone(),
         js: bus.js.clone(),
+        writing: Default::default(),
     }));
     let tasks = TaskTracker::new();
     for spec in [
@@ -109,11 +110,15 @@ pub async fn run(
 struct Orders {
     pool: AnyPool,
     js: async_nats::jetstream::Context,
+    /// Held while a round writes. Rounds overlap (on PostgreSQL) only in that one publishes
+    /// while the next writes: two transactions creating and moving the same orders at once
+    /// deadlocked on their row locks, which PostgreSQL resolves only after a second.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Handler for Orders {
-    /// Overlapping rounds are safe for the same reason two instances are: every change is
-    /// guarded by the status it expects, and an event is claimed once.
+    /// Overlapping rounds would be safe for the same reason two instances are (every change
+    /// is guarded by the status it expects, an event is claimed once), but see `writing`.
     fn in_flight(&self) -> usize {
         db::batches_at_once(&self.pool)
     }
@@ -131,7 +136,10 @@ impl Handler for Orders {
                 .zip(&results)
                 .filter_map(|(order, result)| order.filter(|_| result.is_ok()))
                 .collect();
-            store::mark_announced(&self.pool, &published).await?;
+            {
+                let _turn = self.writing.lock().await;
+                store::mark_announced(&self.pool, &published).await?;
+            }
             Ok(results)
         })
         .await
@@ -144,6 +152,7 @@ impl Orders {
     /// announced: also after a crash between this commit and the publish, since a redelivery
     /// finds it not yet announced. An order is announced once per batch, with its last event.
     async fn apply_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
+        let _turn = self.writing.lock().await;
         let mut tx = db::begin_write(&self.pool).await?;
         // Two scripts (see `db::Script`): what the batch finds, then what it writes.
         let now = db::now_micros();
