@@ -86,9 +86,9 @@ struct Inventory {
     js: async_nats::jetstream::Context,
     /// Taken from reading the stock to committing its change. With batches overlapping
     /// (PostgreSQL), they still reserve one after the other, in the order they were fetched
-    /// (the lock is fair), so stock goes to orders first come, first served, while one batch's
-    /// publishing overlaps the next one's reserving. (Another instance's batch that interleaves is caught
-    /// by the compare-and-set on the stock, and retried.)
+    /// (the lock is fair), so stock goes to orders first come, first served, while one
+    /// batch's publishing overlaps the next one's reserving. (Another instance's batch that
+    /// interleaves is caught by the compare-and-set on the stock, and retried.)
     reserving: tokio::sync::Mutex<()>,
 }
 

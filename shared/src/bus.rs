@@ -207,7 +207,9 @@ where
 /// while the handler was busy goes into its next call as one batch. A service whose consumers
 /// all write to one database then commits once per round for all of them, instead of the
 /// consumers taking turns on the write lock with a commit each (SQLite has one writer).
-/// Rounds may overlap (see [`Funnel::new`]).
+/// With a handler that takes one batch at a time, each consumer waits for the outcome of its
+/// own events before it takes more, which keeps its stream order; with more
+/// ([`Handler::in_flight`]), rounds overlap.
 pub struct Funnel {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     rounds: usize,

@@ -85,9 +85,10 @@ pub async fn migrate(
 }
 
 /// Batches a service takes at once on this pool (see `bus::Handler::in_flight`). On
-/// PostgreSQL the next batch is written while the one before waits for its PubAcks, which
-/// lifted the closed loop by a tenth. SQLite has one writer, and overlapping batches measured
-/// no faster there (a little slower at 1,000–2,000 orders/s), so one at a time.
+/// PostgreSQL the next batch is written while the one before waits for its PubAcks (8 % more
+/// orders/s in the closed loop, runs one after the other). SQLite has one writer, and
+/// overlapping batches measured no faster there (a little slower at 1,000–2,000 orders/s), so
+/// one at a time.
 pub fn batches_at_once(pool: &AnyPool) -> usize {
     if is_sqlite(pool) { 1 } else { 2 }
 }
