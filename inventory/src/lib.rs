@@ -141,11 +141,10 @@ impl Inventory {
         // Two scripts (see `db::Script`): what the batch finds, then what it writes.
         let mut script = Script::new(&tx);
         let reservations = store::reservations(&mut script, &orders);
-        let stock = store::stock(&mut script, &products);
+        let ordered = store::stock(&mut script, &products);
         let found = script.run(&mut tx).await?;
-        let (held, mut held_stock) = store::read_reservations(&reservations, &found)?;
-        held_stock.extend(store::read_stock(&stock, &found)?);
-        let stock = held_stock;
+        let (held, mut stock) = store::read_reservations(&reservations, &found)?;
+        stock.extend(store::read_stock(&ordered, &found)?);
         let steps_in: Vec<Step<'_>> = steps.iter().flatten().copied().collect();
         let plan = plan(&steps_in, held, stock);
         let now = db::now_micros();

@@ -38,7 +38,10 @@ impl Sampler {
             let peaks = peaks.clone();
             tokio::spawn(async move {
                 loop {
-                    for (name, kib) in processes().filter_map(|(_, dir)| rss(&dir)) {
+                    let services = processes().filter(|(name, _)| name.starts_with("oms-"));
+                    for (name, kib) in
+                        services.filter_map(|(name, dir)| Some((name, rss_kib(&dir)?)))
+                    {
                         let mut peaks = peaks.lock().expect("rss lock");
                         let peak = peaks.entry(name).or_default();
                         *peak = (*peak).max(kib);
@@ -152,26 +155,16 @@ fn processes() -> impl Iterator<Item = (String, std::path::PathBuf)> {
         })
 }
 
-/// (process name, VmRSS in KiB) of an `oms-*` process.
-fn rss(dir: &Path) -> Option<(String, u64)> {
-    let status = std::fs::read_to_string(dir.join("status")).ok()?;
-    let name = status
-        .lines()
-        .next()?
-        .strip_prefix("Name:")?
-        .trim()
-        .to_string();
-    if !name.starts_with("oms-") {
-        return None;
-    }
-    let rss = status
+/// Resident memory of the process in `dir`, KiB.
+fn rss_kib(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join("status"))
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))?
         .split_whitespace()
         .next()?
         .parse()
-        .ok()?;
-    Some((name, rss))
+        .ok()
 }
 
 #[cfg(test)]
