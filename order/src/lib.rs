@@ -164,7 +164,13 @@ impl Orders {
         let claimed = store::claim(&mut script, &ids, now);
         let stored = store::heads(&mut script, &orders);
         let found = script.run(&mut tx).await?;
-        let fresh = claimed.uuids(&found, "event_id")?;
+        let Some(fresh) = store::fresh(claimed.affected(&found), &ids) else {
+            // Redelivered and new events in one batch (after a crash, or a second instance):
+            // `whole_or_each` takes them one by one.
+            return Err(HandleError::transient(anyhow::anyhow!(
+                "some events of the batch were applied before, some not"
+            )));
+        };
         let mut heads = store::read_heads(&stored, &found)?;
         let fresh: Vec<&Envelope> = events
             .iter()
@@ -196,16 +202,16 @@ impl Orders {
         let created = store::create(&mut script, &new);
         let changed = store::apply(&mut script, &changes, now);
         let written = script.run(&mut tx).await?;
-        // Orders another instance created, or moved, first: what it stored stands.
-        let created = created.uuids(&written, "order_id")?;
-        let changed = changed.uuids(&written, "order_id")?;
-        let raced = new
-            .iter()
-            .map(|(id, _, _)| *id)
-            .filter(|id| !created.contains(id));
-        let lost = changes.iter().map(|(id, _, _)| *id);
-        let stale: HashSet<Uuid> = raced.chain(lost).collect();
-        store::reread_missing(&mut tx, &mut heads, stale.into_iter(), &changed).await?;
+        // Orders another instance created, or moved, first: what it stored stands. The
+        // counts say whether that happened, not to which orders, so all are read again.
+        let mut stale = Vec::new();
+        if created.affected(&written) != new.len() as u64 {
+            stale.extend(new.iter().map(|(id, _, _)| *id));
+        }
+        if changed.affected(&written) != changes.len() as u64 {
+            stale.extend(changes.iter().map(|(id, _, _)| *id));
+        }
+        store::reread(&mut tx, &mut heads, &stale).await?;
         tx.commit().await?;
 
         let last: HashMap<Uuid, usize> = events
@@ -234,5 +240,102 @@ impl Orders {
                 Some(Envelope::new(envelope.order_id, event))
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use oms_shared::events::PaymentProcessed;
+    use oms_shared::testing::NatsServer;
+    use oms_shared::{Item, Money, OrderSnapshot};
+    use sqlx::Row;
+
+    /// A batch that holds an event applied before and a new one (a redelivery after a crash
+    /// next to fresh work) cannot be told apart by the claim's count: it must still apply
+    /// the new event once and announce the order once.
+    #[tokio::test]
+    async fn a_batch_of_an_applied_and_a_new_event_applies_the_new_one_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/order.db?mode=rwc", dir.path().display());
+        let pool = db::connect(&url).await.expect("sqlite");
+        db::migrate(&pool, &store::SQLITE, &store::POSTGRES)
+            .await
+            .expect("migrations");
+        let nats = NatsServer::start();
+        let client = async_nats::connect(nats.url()).await.expect("nats");
+        let js = async_nats::jetstream::new(client);
+        topology::ensure(&js, &Default::default())
+            .await
+            .expect("streams");
+        let orders = Orders {
+            pool: pool.clone(),
+            js: js.clone(),
+            writing: Default::default(),
+        };
+        let order_id = Uuid::now_v7();
+        let order = OrderSnapshot {
+            customer_id: "OMS-Cust-001".into(),
+            items: vec![Item {
+                product_id: "item1".into(),
+                quantity: 1,
+            }],
+            total_amount: Money::from_cents(2_599),
+            placed_at: time::OffsetDateTime::now_utc(),
+        };
+        let placed = Envelope::new(order_id, Event::OrderPlaced(order.clone()));
+        let processed = Envelope::new(
+            order_id,
+            Event::PaymentProcessed(PaymentProcessed {
+                order,
+                amount: Money::from_cents(2_599),
+                charge_id: "ch_1".into(),
+            }),
+        );
+
+        let first = orders.handle_batch(vec![placed.clone()]).await;
+        assert!(first.iter().all(Result::is_ok));
+        let both = orders.handle_batch(vec![placed, processed]).await;
+        assert!(both.iter().all(Result::is_ok), "{both:?}");
+
+        let count = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(order_id.to_string())
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count")
+                    .get::<i64, _>(0)
+            }
+        };
+        let view = store::get(&pool, order_id)
+            .await
+            .expect("read")
+            .expect("order");
+        assert_eq!(view.status, OrderStatus::Confirmed);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM order_history WHERE order_id = $1").await,
+            2,
+            "PENDING once, CONFIRMED once"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM processed_events WHERE order_id = $1").await,
+            2
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM orders WHERE announced = 1 AND order_id = $1").await,
+            1
+        );
+        let stream = js.get_stream(topology::ORDERS).await.expect("ORDERS");
+        let info = stream
+            .info_with_subjects(format!("orders.confirmed.{order_id}"))
+            .await
+            .expect("subjects")
+            .try_collect::<std::collections::HashMap<String, usize>>()
+            .await
+            .expect("subject counts");
+        assert_eq!(info.values().sum::<usize>(), 1, "announced once: {info:?}");
     }
 }

@@ -37,27 +37,43 @@ impl Head {
     }
 }
 
-/// Adds to `script` the recording of the batch's events as applied; the part's `event_id`s
-/// are those not recorded before: only their effects are still to be applied (in the same
-/// transaction).
+/// Adds to `script` the recording of the batch's events as applied, except those recorded
+/// before; the part affects as many rows as events were new. Only the effects of those are
+/// still to be applied (in the same transaction). See [`fresh`].
+///
+/// It returns no rows on purpose, nor do [`create`] and [`apply`]: SQLite hands each returned
+/// row from its worker thread to ours on its own, and their row per event made two thirds of
+/// this service's context switches.
 pub fn claim(script: &mut Script, events: &[(Uuid, Uuid)], now: i64) -> Part {
     script.push_rows(
         "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES {rows} \
-         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+         ON CONFLICT (event_id) DO NOTHING",
         events,
         |(event_id, order_id)| [(*event_id).into(), (*order_id).into(), now.into()],
     )
 }
 
+/// The events of `events` not applied before, from the number of rows [`claim`] added
+/// (`affected`): all of them, or none (a redelivered batch). `None` when only some were new:
+/// the count does not say which, so the caller takes them one at a time, where it does.
+pub fn fresh(affected: u64, events: &[(Uuid, Uuid)]) -> Option<HashSet<Uuid>> {
+    let all: HashSet<Uuid> = events.iter().map(|(event_id, _)| *event_id).collect();
+    match affected {
+        0 => Some(HashSet::new()),
+        n if n == all.len() as u64 => Some(all),
+        _ => None,
+    }
+}
+
 /// Adds to `script` the creation as PENDING, from the snapshot every event carries, of those
 /// of `orders` (each once) that do not exist yet, with their items and the first history
-/// entry; the part's `order_id`s are those it created. Items and history of an order that
-/// another instance created first are already there and stay as they are.
+/// entry; the part affects as many rows as it created orders (fewer when another instance
+/// created one first: its items and history are already there and stay as they are).
 pub fn create(script: &mut Script, orders: &[(Uuid, &OrderSnapshot, Uuid)]) -> Part {
     let pending = OrderStatus::Pending.as_str();
     let created = script.push_rows(
         "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
-         VALUES {rows} ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+         VALUES {rows} ON CONFLICT (order_id) DO NOTHING",
         orders,
         |(order_id, order, _)| {
             let at = to_micros(order.placed_at);
@@ -127,18 +143,16 @@ pub fn read_heads(part: &Part, outcomes: &[Outcome]) -> Result<HashMap<Uuid, Hea
         .collect()
 }
 
-/// Reads the heads of those of `orders` that are not in `written` (another instance wrote
-/// them first) again into `heads`.
-pub async fn reread_missing(
+/// Reads the stored heads of `orders` again into `heads`: after another instance wrote some
+/// of them first.
+pub async fn reread(
     conn: &mut AnyConnection,
     heads: &mut HashMap<Uuid, Head>,
-    orders: impl Iterator<Item = Uuid>,
-    written: &HashSet<Uuid>,
+    orders: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    let missing: Vec<Uuid> = orders.filter(|id| !written.contains(id)).collect();
-    if !missing.is_empty() {
+    if !orders.is_empty() {
         let mut script = Script::new(conn);
-        let part = self::heads(&mut script, &missing);
+        let part = self::heads(&mut script, orders);
         heads.extend(read_heads(&part, &script.run(conn).await?)?);
     }
     Ok(())
@@ -157,9 +171,9 @@ fn head_of(row: &AnyRow) -> Result<Head, sqlx::Error> {
 }
 
 /// Adds to `script` the status changes, one per order, in one statement per chunk, and their
-/// history. The `status = 'PENDING'` guard means a terminal order never moves: the part's
-/// `order_id`s are the orders that did change (another instance may have moved one first). A
-/// history entry is written only for the status its order has now.
+/// history. The `status = 'PENDING'` guard means a terminal order never moves: the part affects
+/// as many rows as orders changed (fewer when another instance moved one first). A history
+/// entry is written only for the status its order has now.
 pub fn apply(script: &mut Script, changes: &[(Uuid, Transition, Uuid)], now: i64) -> Part {
     let params = script.params();
     let first = script.len();
@@ -169,7 +183,7 @@ pub fn apply(script: &mut Script, changes: &[(Uuid, Transition, Uuid)], now: i64
         let n = chunk.len();
         let sql = format!(
             "UPDATE orders SET status = {}, reason = {}, detail = {}, updated_at = {} \
-             WHERE status = 'PENDING' AND order_id IN ({}) RETURNING order_id",
+             WHERE status = 'PENDING' AND order_id IN ({})",
             params.case("order_id", 1, n),
             params.case("order_id", 2 * n + 1, n),
             params.case("order_id", 4 * n + 1, n),
@@ -318,4 +332,23 @@ pub async fn list(pool: &AnyPool, q: &ListOrders) -> Result<OrderPage, sqlx::Err
 fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (at, id) = cursor.split_once('_')?;
     Some((at.parse().ok()?, id.parse::<Uuid>().ok()?.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_count_tells_all_new_from_none_and_not_some() {
+        let [a, b, o] = [(); 3].map(|_| Uuid::new_v4());
+        let events = [(a, o), (b, o), (a, o)];
+        assert_eq!(fresh(2, &events), Some(HashSet::from([a, b])), "both new");
+        assert_eq!(fresh(0, &events), Some(HashSet::new()), "both seen before");
+        assert_eq!(fresh(1, &events), None, "one of two: which is unknown");
+        assert_eq!(
+            fresh(1, &events[..1]),
+            Some(HashSet::from([a])),
+            "alone it is known"
+        );
+    }
 }
