@@ -129,15 +129,11 @@ impl Customers {
         let decided: Vec<(Uuid, Verdict)> = kept.iter().map(|(id, v)| (*id, v.clone())).collect();
         let mut script = Script::new(&conn);
         let kept_now = store::keep_verdicts(&mut script, &decided, db::now_micros());
-        let new = kept_now.uuids(&script.run(&mut conn).await?, "order_id")?;
-        if new.len() < decided.len() {
-            // Decided before (a redelivery, or another instance): that verdict stands.
-            let old: Vec<Uuid> = kept
-                .keys()
-                .filter(|id| !new.contains(id))
-                .copied()
-                .collect();
-            kept.extend(store::verdicts(&mut conn, &old).await?);
+        if kept_now.affected(&script.run(&mut conn).await?) < decided.len() as u64 {
+            // Some were decided before (a redelivery, or another instance): those verdicts
+            // stand. The count does not say which, and what is kept now is right for all.
+            let all: Vec<Uuid> = kept.keys().copied().collect();
+            kept.extend(store::verdicts(&mut conn, &all).await?);
         }
         events
             .iter()
