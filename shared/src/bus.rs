@@ -379,7 +379,7 @@ pub async fn consume<H: Handler>(
         debug!(durable = spec.durable, "consuming");
         // Batches in hand (see `Handler::in_flight`).
         let mut in_flight = futures::stream::FuturesUnordered::new();
-        loop {
+        let broken = loop {
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -396,39 +396,33 @@ pub async fn consume<H: Handler>(
                     // Take whatever else has arrived already, without waiting for more: under
                     // load a batch fills up by itself, when idle a lone message goes at once.
                     let mut batch = vec![first];
-                    let mut broken = None;
+                    let mut error = None;
                     while batch.len() < cfg.batch {
                         match messages.next().now_or_never() {
                             Some(Some(Ok(message))) => batch.push(message),
                             Some(Some(Err(e))) => {
-                                broken = Some(e);
+                                error = Some(e);
                                 break;
                             }
                             Some(None) | None => break,
                         }
                     }
                     in_flight.push(process(&js, &spec, cfg, handler.as_ref(), batch));
-                    if let Some(e) = broken {
-                        while in_flight.next().await.is_some() {}
-                        failures += 1;
-                        warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
-                        break;
+                    if error.is_some() {
+                        break error;
                     }
                 }
-                Some(Err(e)) => {
-                    // Missing heartbeats, a deleted consumer, a reconnect: never end the loop,
-                    // start over with a fresh consumer and pull.
-                    while in_flight.next().await.is_some() {}
-                    failures += 1;
-                    warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
-                    break;
-                }
-                None => {
-                    while in_flight.next().await.is_some() {}
-                    failures += 1;
-                    break;
-                }
+                // Missing heartbeats, a deleted consumer, a reconnect: never end the loop,
+                // start over with a fresh consumer and pull.
+                Some(Err(e)) => break Some(e),
+                None => break None,
             }
+        };
+        // The batches in hand are finished before the consumer is recreated.
+        while in_flight.next().await.is_some() {}
+        failures += 1;
+        if let Some(e) = broken {
+            warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
         }
     }
 }
