@@ -266,7 +266,7 @@ pub async fn run(
             None => slots.clone().acquire_owned().await?,
         };
         sequence += 1;
-        let reject = (sequence % 100) < (args.reject_share * 100.0).round() as u64;
+        let reject = for_blocked_customer(sequence, args.reject_share);
         let body = json!({
             "customerId": if reject { "OMS-Cust-003" } else { "OMS-Cust-001" },
             "totalAmount": 9.99,
@@ -375,6 +375,14 @@ fn order_of(subject: &str) -> Option<Uuid> {
     subject.rsplit('.').next().and_then(|t| t.parse().ok())
 }
 
+/// Whether order number `sequence` (from 1) of a run goes to the blocked customer: of the
+/// first n orders, exactly ⌊n × share⌋ (share in whole percent) do, spread evenly rather than
+/// in a burst at the start of every hundred.
+fn for_blocked_customer(sequence: u64, share: f64) -> bool {
+    let percent = (share.clamp(0.0, 1.0) * 100.0).round() as u64;
+    sequence * percent / 100 > sequence.saturating_sub(1) * percent / 100
+}
+
 /// Waits until no durable consumer of the saga has work left, so one run's backlog does not
 /// count against the next.
 async fn wait_idle(nats: &async_nats::Client) -> anyhow::Result<()> {
@@ -426,6 +434,17 @@ mod tests {
         assert_eq!(times.map(ms), [3, 5, 4, 7]);
         let rejected = [Some(at(3)), Some(at(5)), None];
         assert!(stage_times(posted, rejected, at(16)).is_none());
+    }
+
+    #[test]
+    fn the_reject_share_is_exact_and_spread_out() {
+        let blocked = |n: u64, share: f64| (1..=n).filter(move |&s| for_blocked_customer(s, share));
+        assert_eq!(blocked(40, 0.3).count(), 12);
+        assert_eq!(blocked(1_000, 0.1).count(), 100);
+        assert_eq!(blocked(100, 0.0).count(), 0);
+        assert_eq!(blocked(100, 1.0).count(), 100);
+        // Every tenth order at 10 %, not the first ten of each hundred.
+        assert_eq!(blocked(30, 0.1).collect::<Vec<_>>(), [10, 20, 30]);
     }
 
     #[test]
