@@ -13,8 +13,8 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 
-/// Messages pushed through the hop.
-const MESSAGES: usize = 50_000;
+/// Messages pushed through the hop in a measurement.
+pub const MESSAGES: usize = 50_000;
 /// PubAcks awaited at once.
 const WINDOW: usize = 1_000;
 
@@ -45,7 +45,13 @@ impl Shape {
     }
 }
 
-pub async fn one_hop_rate(client: &async_nats::Client, shape: Shape) -> anyhow::Result<f64> {
+/// Messages per second through one hop of `messages` messages, on a scratch stream that is
+/// deleted afterwards.
+pub async fn one_hop_rate(
+    client: &async_nats::Client,
+    shape: Shape,
+    messages: usize,
+) -> anyhow::Result<f64> {
     let js = jetstream::new(client.clone());
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let name = format!("LOADGEN_HOP_{tag}");
@@ -58,7 +64,7 @@ pub async fn one_hop_rate(client: &async_nats::Client, shape: Shape) -> anyhow::
             ..Default::default()
         })
         .await?;
-    let result = hop(&js, &stream, shape, &input, &output).await;
+    let result = hop(&js, &stream, shape, &input, &output, messages).await;
     js.delete_stream(&name).await?;
     result
 }
@@ -69,10 +75,11 @@ async fn hop(
     shape: Shape,
     input: &str,
     output: &str,
+    count: usize,
 ) -> anyhow::Result<f64> {
     let payload = bytes::Bytes::from(vec![b'x'; 512]);
     let mut acks = FuturesOrdered::new();
-    for n in 0..MESSAGES {
+    for n in 0..count {
         acks.push_back(
             publish(js, shape, shape.subject(input, n), payload.clone())
                 .await?
@@ -101,7 +108,7 @@ async fn hop(
         .await?;
     let started = Instant::now();
     let mut in_flight = FuturesOrdered::new();
-    for n in 0..MESSAGES {
+    for n in 0..count {
         let message = messages.next().await.expect("messages keep coming")?;
         let ack = publish(js, shape, shape.subject(output, n), message.payload.clone()).await?;
         in_flight.push_back(async move {
@@ -115,7 +122,7 @@ async fn hop(
     while let Some(done) = in_flight.next().await {
         done?;
     }
-    Ok(MESSAGES as f64 / started.elapsed().as_secs_f64())
+    Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Publishes without waiting for the PubAck; the saga shape sets the subject as message id, as
@@ -145,5 +152,32 @@ mod tests {
         assert_eq!(Shape::Saga.filter("hop.in"), "hop.in.>");
         assert_eq!(Shape::Plain.subject("hop.in", 7), "hop.in");
         assert_eq!(Shape::Plain.filter("hop.in"), "hop.in");
+    }
+
+    /// Both shapes move every message through a real nats-server (the hop waits for each one,
+    /// so a lost message would hang it past the deadline) and leave no scratch stream behind.
+    #[tokio::test]
+    async fn a_hop_moves_its_messages_and_removes_its_stream() {
+        let nats = oms_shared::testing::NatsServer::start();
+        let client = async_nats::connect(nats.url()).await.expect("nats");
+        for shape in [Shape::Plain, Shape::Saga] {
+            let rate = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                one_hop_rate(&client, shape, 2_000),
+            )
+            .await
+            .expect("the hop finishes")
+            .expect("the hop runs");
+            assert!(rate.is_finite() && rate > 0.0, "{shape:?}: {rate}");
+        }
+        let js = jetstream::new(client);
+        let streams: Vec<String> = js
+            .stream_names()
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("stream names");
+        assert!(streams.is_empty(), "left behind: {streams:?}");
     }
 }

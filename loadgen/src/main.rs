@@ -146,8 +146,9 @@ async fn main() -> anyhow::Result<()> {
         // measured right after a saturating run has come out below the saga-shaped one).
         let (mut plain, mut saga) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            plain.push(baseline::one_hop_rate(&client, baseline::Shape::Plain).await?);
-            saga.push(baseline::one_hop_rate(&client, baseline::Shape::Saga).await?);
+            use baseline::{MESSAGES, Shape, one_hop_rate};
+            plain.push(one_hop_rate(&client, Shape::Plain, MESSAGES).await?);
+            saga.push(one_hop_rate(&client, Shape::Saga, MESSAGES).await?);
         }
         let (plain, saga) = (
             best_of("one JetStream hop on this server", &plain),
