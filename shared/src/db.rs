@@ -260,15 +260,6 @@ impl Part {
     pub fn each<'a>(&self, outcomes: &'a [Outcome]) -> &'a [Outcome] {
         &outcomes[self.0.clone()]
     }
-
-    /// The UUIDs in `column` of its rows.
-    pub fn uuids(
-        &self,
-        outcomes: &[Outcome],
-        column: &str,
-    ) -> Result<std::collections::HashSet<uuid::Uuid>, sqlx::Error> {
-        self.rows(outcomes).map(|row| uuid(row, column)).collect()
-    }
 }
 
 /// Statements that do not depend on each other's results, run as one step (of a transaction,
