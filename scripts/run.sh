@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole OMS on this machine: one nats-server (nats.conf, JetStream store in data/nats)
 # and the five services on SQLite (data/*.db), logs in data/logs/. Ctrl-C stops everything.
+# On the first start it makes this installation's identities (data/creds/: one nkey seed per
+# broker identity, the edge's JWT secret); nats-server runs with the permissions generated for
+# them (data/nats-server.conf, which includes nats.conf), and oms-provision creates the topology
+# before the services start.
 #
 #   ./scripts/run.sh [--no-build] [--no-logs]
 #
@@ -107,13 +111,22 @@ fi
 
 if ((BUILD)); then
     log_info "building the five services (cargo build --release)"
-    build_args=()
+    build_args=(-p oms-shared)
     for svc in "${SERVICES[@]}"; do build_args+=(-p "oms-$svc"); done
-    cargo build --release "${build_args[@]}"
+    cargo build --release --bins "${build_args[@]}"
 fi
-for svc in "${SERVICES[@]}"; do
-    [[ -x "target/release/oms-$svc" ]] || die "target/release/oms-$svc is missing; run without --no-build"
+for bin in "${SERVICES[@]/#/oms-}" oms-provision oms-token; do
+    [[ -x "target/release/$bin" ]] || die "target/release/$bin is missing; run without --no-build"
 done
+
+export OMS_PROFILE="${OMS_PROFILE:-dev}"
+export OMS_CONFIG="${OMS_CONFIG:-$OMS_ROOT/oms.toml}"
+export OMS_DATA_DIR="${OMS_DATA_DIR:-$DATA}"
+export OMS_NATS__URL="nats://127.0.0.1:$NATS_PORT"
+
+# This installation's identities (kept across runs) and the server config made for them.
+NATS_CONFIG="$(target/release/oms-provision creds --base nats.conf --out "$DATA/nats-server.conf")" ||
+    die "could not make the identities in $DATA/creds/"
 
 # ---------------------------------------------------------------------------------------------
 # Process bookkeeping and shutdown.
@@ -206,7 +219,7 @@ for svc in "${SERVICES[@]}"; do : >"$LOGS/$svc.log"; done
 
 log_info "starting nats-server on 127.0.0.1:$NATS_PORT (store $DATA/nats, log $LOGS/nats-server.log)"
 start nats-server "$LOGS/nats-server.log" \
-    "$OMS_NATS_SERVER" -c nats.conf -sd "$NATS_STORE" -p "$NATS_PORT" -m "$NATS_HTTP_PORT"
+    "$OMS_NATS_SERVER" -c "$NATS_CONFIG" -sd "$NATS_STORE" -p "$NATS_PORT" -m "$NATS_HTTP_PORT"
 
 deadline=$((SECONDS + NATS_TIMEOUT))
 until curl -fsS -o /dev/null --max-time 2 \
@@ -222,6 +235,11 @@ until curl -fsS -o /dev/null --max-time 2 \
     sleep 0.1
 done
 log_ok "nats-server is up (JetStream enabled)"
+
+# Only the provisioner creates streams, buckets and consumers; the services wait for them.
+log_info "creating the topology (oms-provision topology, log $LOGS/provision.log)"
+target/release/oms-provision topology --wait "${NATS_TIMEOUT}s" >>"$LOGS/provision.log" 2>&1 ||
+    { show_log_tail provision; die "the topology could not be created"; }
 
 # ---------------------------------------------------------------------------------------------
 # Merged, prefixed view of all logs on the terminal.
@@ -262,11 +280,6 @@ fi
 # ---------------------------------------------------------------------------------------------
 # The five services.
 
-export OMS_PROFILE="${OMS_PROFILE:-dev}"
-export OMS_CONFIG="${OMS_CONFIG:-$OMS_ROOT/oms.toml}"
-export OMS_DATA_DIR="${OMS_DATA_DIR:-$DATA}"
-export OMS_NATS__URL="nats://127.0.0.1:$NATS_PORT"
-
 log_info "starting ${SERVICES[*]} (profile $OMS_PROFILE, NATS $OMS_NATS__URL, data in $OMS_DATA_DIR/)"
 for svc in "${SERVICES[@]}"; do
     start "$svc" "$LOGS/$svc.log" "target/release/oms-$svc"
@@ -301,16 +314,24 @@ while ((${#pending[@]})); do
 done
 
 EDGE_PORT="$(service_port edge)"
+# A development token for Ada Lovelace's account (12 h); `oms-token --operator` mints one that
+# reads everything.
+TOKEN="$(target/release/oms-token --customer OMS-Cust-001)" || die "oms-token could not mint a token"
 cat <<EOF
 
   The OMS is running: API on http://localhost:$EDGE_PORT, NATS on $OMS_NATS__URL,
   logs in $LOGS/, data in $DATA/. Ctrl-C stops everything.
 
-  Place an order:
-    curl -i -X POST localhost:$EDGE_PORT/orders -H 'Content-Type: application/json' -d '{"customerId":"OMS-Cust-001","totalAmount":2599.99,"productIds":["item1","item2"]}'
+  Place an order as OMS-Cust-001 (the token is valid for 12 hours; more with
+  target/release/oms-token --customer <id>, or --operator):
+    TOKEN=$TOKEN
+    curl -i -X POST localhost:$EDGE_PORT/orders -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"customerId":"OMS-Cust-001","totalAmount":2599.99,"productIds":["item1","item2"]}'
 
   Then follow it with the orderId from the answer (or its Location header):
-    curl localhost:$EDGE_PORT/orders/<orderId>
+    curl -H "Authorization: Bearer \$TOKEN" localhost:$EDGE_PORT/orders/<orderId>
+
+  Look inside with the nats CLI as the read-only observer:
+    nats --server $OMS_NATS__URL --nkey $DATA/creds/observer.nk --inbox-prefix _INBOX_observer stream ls
 
 EOF
 

@@ -8,8 +8,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use oms_shared::identity::Identity;
 use oms_shared::testing::{NatsServer, eventually};
 use oms_shared::{Config, topology};
+
+pub use oms_edge::auth::Role;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -66,24 +69,38 @@ impl Stack {
 
     /// Only the named services; start the others later with [`Stack::start_service`].
     pub async fn start_with(services: &[&'static str]) -> Stack {
+        Self::start_configured(services, |_| {}).await
+    }
+
+    /// The named services with `configure` applied to the test config, before the topology is
+    /// provisioned (so stream and consumer settings take effect too).
+    pub async fn start_configured(
+        services: &[&'static str],
+        configure: impl FnOnce(&mut Config),
+    ) -> Stack {
         oms_shared::telemetry::init("warn");
         let nats = NatsServer::start();
         let dir = tempfile::tempdir().expect("creating a temporary folder");
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),
-            ..Config::default()
+            ..nats.config()
         };
-        config.nats.url = nats.url();
         let tag = unique_tag();
         config.customer.database_url = database_url(dir.path(), &tag, "customer");
         config.inventory.database_url = database_url(dir.path(), &tag, "inventory");
         config.order.database_url = database_url(dir.path(), &tag, "order");
         // Quick retries keep tests short; the schedule itself is tested in shared.
         config.consumers.backoff = vec![Duration::from_millis(100), Duration::from_millis(500)];
+        // The edge checks tokens as it would anywhere; tests place many orders quickly.
+        config.auth.hs256_secret = random_secret();
+        config.http.rate_per_second = TEST_RATE;
+        config.http.rate_burst = TEST_RATE;
+        configure(&mut config);
+        nats.provision(&config).await;
         let mut stack = Stack {
             nats,
+            http: operator_client(&config.auth),
             config,
-            http: reqwest::Client::new(),
             edge_url: None,
             running: HashMap::new(),
             _dir: dir,
@@ -142,11 +159,34 @@ impl Stack {
         self.edge_url.as_deref().expect("the edge runs")
     }
 
+    /// A token of `sub` as `role` for this stack's edge, valid for an hour.
+    pub fn token(&self, sub: &str, role: Role) -> String {
+        token(&self.config.auth, sub, role)
+    }
+
+    /// A customer's token: it may place and read only its own orders.
+    pub fn customer_token(&self, customer_id: &str) -> String {
+        self.token(customer_id, Role::Customer)
+    }
+
+    /// The token [`Stack::http`] sends: operator `tests`.
+    pub fn operator_token(&self) -> String {
+        self.token(TEST_OPERATOR, Role::Operator)
+    }
+
+    /// JetStream as the read-only observer: what a person with the nats CLI sees.
     pub async fn jetstream(&self) -> jetstream::Context {
-        let client = async_nats::connect(self.nats.url())
-            .await
-            .expect("connecting to the test nats-server");
-        jetstream::new(client)
+        self.jetstream_as(Identity::Observer).await
+    }
+
+    /// JetStream as `identity`, e.g. to publish what only that service may publish.
+    pub async fn jetstream_as(&self, identity: Identity) -> jetstream::Context {
+        jetstream::new(self.nats.connect_as(identity).await)
+    }
+
+    /// Creates the topology again, as the provisioner (after a test removed part of it).
+    pub async fn provision(&self) {
+        self.nats.provision(&self.config).await;
     }
 
     /// `POST /orders` with a JSON body; returns the status and the parsed answer.
@@ -272,6 +312,55 @@ where
     tokio::spawn(run)
 }
 
+/// Requests per second (and burst) the harness lets each identity make: far more than tests do.
+pub const TEST_RATE: u32 = 1_000_000;
+
+/// The operator the harness's HTTP clients act as.
+pub const TEST_OPERATOR: &str = "tests";
+
+/// A fresh HS256 secret for one test's edge (256 bits of randomness as hex).
+pub fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// A token of `sub` as `role` signed with `auth.hs256_secret`, valid for an hour.
+pub fn token(auth: &oms_shared::config::AuthConfig, sub: &str, role: Role) -> String {
+    oms_edge::auth::mint(
+        auth,
+        auth.hs256_secret.as_bytes(),
+        sub,
+        role,
+        Duration::from_secs(3600),
+    )
+}
+
+/// An HTTP client that sends an operator token with every request (a request's own
+/// `Authorization` header wins), valid for a day: long enough for any test.
+pub fn operator_client(auth: &oms_shared::config::AuthConfig) -> reqwest::Client {
+    let token = oms_edge::auth::mint(
+        auth,
+        auth.hs256_secret.as_bytes(),
+        TEST_OPERATOR,
+        Role::Operator,
+        Duration::from_secs(24 * 3600),
+    );
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is a valid header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("building an HTTP client")
+}
+
 /// The original system's example body.
 pub fn original_body() -> Value {
     json!({"customerId": "OMS-Cust-001", "totalAmount": 2599.99, "productIds": ["item1", "item2"]})
@@ -304,10 +393,8 @@ pub async fn count(js: &jetstream::Context, stream: &str, subject: &str) -> u64 
         })
         .await
         .expect("a counting consumer");
-    let pending = consumer.info().await.expect("consumer info").num_pending;
-    let name = consumer.cached_info().name.clone();
-    let _ = stream.delete_consumer(&name).await;
-    pending
+    // The observer may not delete it; it goes by itself once inactive.
+    consumer.info().await.expect("consumer info").num_pending
 }
 
 /// POSTs `body` with `key` until it is accepted (the edge or NATS may be down for a while);
@@ -332,7 +419,8 @@ pub async fn place_until_accepted(
             let answer: Value = r.json().await.unwrap_or(Value::Null);
             match status {
                 202 => return answer["orderId"].as_str().expect("an order id").to_string(),
-                409 | 503 => {}
+                // In flight, the bus away, or over the rate limit: all say "retry".
+                409 | 429 | 503 => {}
                 other => panic!("unexpected {other}: {answer}"),
             }
         }

@@ -44,6 +44,21 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// `config` with the `OMS_*` settings of `env` applied, as a service reads them.
+fn with_env(config: oms_shared::Config, env: &[(String, String)]) -> oms_shared::Config {
+    use figment::providers::Serialized;
+    let mut figment = figment::Figment::from(Serialized::defaults(config));
+    for (key, value) in env {
+        let Some(key) = key.strip_prefix("OMS_") else {
+            continue;
+        };
+        let key = key.to_lowercase().replace("__", ".");
+        let value: figment::value::Value = value.parse().expect("a config value");
+        figment = figment.merge(Serialized::default(&key, value));
+    }
+    figment.extract().expect("the test settings are valid")
+}
+
 /// The broker the services talk to: one nats-server, or a three-node cluster.
 pub enum Broker {
     Single(NatsServer),
@@ -55,6 +70,14 @@ impl Broker {
         match self {
             Broker::Single(s) => s.url(),
             Broker::Cluster(c) => c.url(),
+        }
+    }
+
+    /// A default config that reaches the broker with its identities.
+    pub fn config(&self) -> oms_shared::Config {
+        match self {
+            Broker::Single(s) => s.config(),
+            Broker::Cluster(c) => c.config(),
         }
     }
 }
@@ -96,6 +119,29 @@ impl Processes {
                 .collect(),
             tag: unique_tag(),
         };
+        // Tokens signed with a secret of this run, and a rate limit tests never reach; before the
+        // caller's settings, so those win.
+        let secret = crate::random_secret();
+        let rate = crate::TEST_RATE.to_string();
+        let ours = [
+            ("OMS_AUTH__HS256_SECRET", secret.as_str()),
+            ("OMS_HTTP__RATE_PER_SECOND", rate.as_str()),
+            ("OMS_HTTP__RATE_BURST", rate.as_str()),
+        ];
+        procs
+            .env
+            .splice(0..0, ours.map(|(k, v)| (k.to_string(), v.to_string())));
+        procs.http = crate::operator_client(&procs.auth());
+        let config = procs.broker.config();
+        procs.env.push((
+            "OMS_NATS__CREDS_DIR".into(),
+            config.nats.creds_dir.display().to_string(),
+        ));
+        // The topology with the settings the services get (replicas, ack wait...).
+        let provisioned = with_env(config, &procs.env);
+        oms_shared::provision::topology(&provisioned, Duration::from_secs(60))
+            .await
+            .expect("the provisioner creates the topology");
         for service in SQL_SERVICES {
             let url = procs.database_url(service);
             procs
@@ -124,12 +170,33 @@ impl Processes {
         }
     }
 
-    /// A JetStream context on the broker, for tests to look inside.
+    /// A JetStream context on the broker as the read-only observer, for tests to look inside.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        let client = async_nats::connect(oms_shared::bus::seeds(&self.broker.url()))
+        self.jetstream_as(oms_shared::identity::Identity::Observer)
             .await
-            .expect("connecting to the test broker");
+    }
+
+    /// A JetStream context on the broker as `identity`.
+    pub async fn jetstream_as(
+        &self,
+        identity: oms_shared::identity::Identity,
+    ) -> async_nats::jetstream::Context {
+        let client = crate::testing::connect_as(&self.broker.config(), identity).await;
         async_nats::jetstream::new(client)
+    }
+
+    /// The auth settings the edge runs with (its secret), for tests to mint tokens.
+    pub fn auth(&self) -> oms_shared::config::AuthConfig {
+        let mut auth = oms_shared::config::AuthConfig::default();
+        if let Some((_, secret)) = self
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "OMS_AUTH__HS256_SECRET")
+        {
+            auth.hs256_secret = secret.clone();
+        }
+        auth
     }
 
     /// The SQL URL of `service` (SQLite file or PostgreSQL database), for tests to look inside.

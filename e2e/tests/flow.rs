@@ -242,9 +242,14 @@ async fn a_service_started_late_processes_what_waited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
     use oms_shared::events::Rejection;
+    use oms_shared::identity::Identity;
     use oms_shared::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
     let stack = Stack::start_with(&["inventory"]).await;
-    let js = stack.jetstream().await;
+    // Each event by the service whose part it is: the order service rejects, the edge places.
+    let (order_service, edge) = (
+        stack.jetstream_as(Identity::Order).await,
+        stack.jetstream_as(Identity::Edge).await,
+    );
     let order_id = uuid::Uuid::now_v7();
     let order = OrderSnapshot {
         customer_id: "OMS-Cust-003".into(),
@@ -263,10 +268,12 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
             detail: "blocked".into(),
         }),
     );
-    oms_shared::bus::publish(&js, &rejected).await.unwrap();
+    oms_shared::bus::publish(&order_service, &rejected)
+        .await
+        .unwrap();
     stack.drained(ORDERS, "inventory").await;
     let placed = Envelope::new(order_id, Event::OrderPlaced(order));
-    oms_shared::bus::publish(&js, &placed).await.unwrap();
+    oms_shared::bus::publish(&edge, &placed).await.unwrap();
     stack.drained(ORDERS, "inventory").await;
     assert_eq!(
         stack
@@ -276,7 +283,7 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
     );
     // Nothing taken: read the product over the service API (no edge runs here).
     let product: oms_shared::api::ProductView = oms_shared::api::call(
-        &js.client(),
+        &edge.client(),
         oms_shared::topology::api::PRODUCTS_GET,
         &oms_shared::api::GetProduct {
             product_id: "item4".into(),
@@ -288,17 +295,22 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_deleted_consumer_is_recreated_and_orders_keep_flowing() {
+async fn a_deleted_consumer_is_put_back_by_the_provisioner_and_orders_keep_flowing() {
     let stack = Stack::start().await;
     let first = stack.place_ok(&original_body()).await;
     assert_eq!(stack.terminal(&first).await["status"], "CONFIRMED");
-    let js = stack.jetstream().await;
+    // Only the provisioner may delete a consumer, and only it makes one again: the services
+    // wait for it (and say so) instead of recreating what is not theirs to create.
+    let js = stack
+        .jetstream_as(oms_shared::identity::Identity::Provisioner)
+        .await;
     for (durable, stream) in [("customer", ORDERS), ("order-payments", PAYMENTS)] {
         js.delete_consumer_from_stream(durable, stream)
             .await
             .unwrap();
     }
     let second = stack.place_ok(&original_body()).await;
+    stack.provision().await;
     assert_eq!(stack.terminal(&second).await["status"], "CONFIRMED");
     // The recreated durables start over from the first event; idempotency keeps it one effect.
     stack.drained(ORDERS, "customer").await;

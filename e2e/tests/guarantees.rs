@@ -81,15 +81,30 @@ async fn the_same_event_twice_has_one_effect() {
         .place_ok(&items_body("OMS-Cust-001", json!(42), &[("item4", 2)]))
         .await;
     assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
+    use oms_shared::identity::Identity;
     let js = stack.jetstream().await;
-    // Every event of the order again: once with its own Nats-Msg-Id (the server drops it), once
-    // with a new one (it is stored, and every consumer sees it a second time).
-    for (stream, subject) in [
-        (ORDERS, format!("orders.placed.{id}")),
-        ("CUSTOMERS", format!("customers.validated.{id}")),
-        ("INVENTORY", format!("inventory.reserved.{id}")),
-        (PAYMENTS, format!("payments.processed.{id}")),
+    // Every event of the order again, by the service that owns its subject: once with its own
+    // Nats-Msg-Id (the server drops it), once with a new one (it is stored, and every consumer
+    // sees it a second time).
+    for (stream, subject, owner) in [
+        (ORDERS, format!("orders.placed.{id}"), Identity::Edge),
+        (
+            "CUSTOMERS",
+            format!("customers.validated.{id}"),
+            Identity::Customer,
+        ),
+        (
+            "INVENTORY",
+            format!("inventory.reserved.{id}"),
+            Identity::Inventory,
+        ),
+        (
+            PAYMENTS,
+            format!("payments.processed.{id}"),
+            Identity::Payment,
+        ),
     ] {
+        let js = stack.jetstream_as(owner).await;
         let (event, _) = stack.event(stream, &subject).await;
         let envelope: Envelope = serde_json::from_value(event).unwrap();
         let ack = oms_shared::bus::publish(&js, &envelope).await.unwrap();

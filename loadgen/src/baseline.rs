@@ -12,6 +12,7 @@ use std::time::Instant;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use oms_shared::identity::{LOADGEN_STREAM, LOADGEN_SUBJECTS};
 
 /// Messages pushed through the hop in a measurement.
 pub const MESSAGES: usize = 50_000;
@@ -53,13 +54,14 @@ pub async fn one_hop_rate(
     messages: usize,
 ) -> anyhow::Result<f64> {
     let js = jetstream::new(client.clone());
+    // One scratch stream by a fixed name: loadgen's identity may create and delete that one.
     let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let name = format!("LOADGEN_HOP_{tag}");
+    let name = LOADGEN_STREAM.to_string();
     let (input, output) = (format!("loadgen.{tag}.in"), format!("loadgen.{tag}.out"));
     let stream = js
         .create_stream(stream::Config {
             name: name.clone(),
-            subjects: vec![format!("loadgen.{tag}.>")],
+            subjects: vec![LOADGEN_SUBJECTS.to_string()],
             storage: stream::StorageType::File,
             ..Default::default()
         })
@@ -144,6 +146,7 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oms_shared::identity::Identity;
 
     #[test]
     fn a_saga_shaped_hop_gives_every_message_its_own_subject_under_the_filter() {
@@ -159,7 +162,7 @@ mod tests {
     #[tokio::test]
     async fn a_hop_moves_its_messages_and_removes_its_stream() {
         let nats = oms_shared::testing::NatsServer::start();
-        let client = async_nats::connect(nats.url()).await.expect("nats");
+        let client = nats.connect_as(Identity::Loadgen).await;
         for shape in [Shape::Plain, Shape::Saga] {
             let rate = tokio::time::timeout(
                 std::time::Duration::from_secs(60),
@@ -170,7 +173,7 @@ mod tests {
             .expect("the hop runs");
             assert!(rate.is_finite() && rate > 0.0, "{shape:?}: {rate}");
         }
-        let js = jetstream::new(client);
+        let js = jetstream::new(nats.connect_as(Identity::Observer).await);
         let streams: Vec<String> = js
             .stream_names()
             .collect::<Vec<_>>()

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use oms_shared::identity::Identity;
 use serde::Serialize;
 
 #[derive(Parser, Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct Args {
     /// NATS, for the terminal events (and the baseline).
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     pub nats: String,
+    /// The folder of the broker credentials; loadgen connects as `loadgen` (`loadgen.nk`).
+    #[arg(long, default_value = "data/creds")]
+    pub creds_dir: std::path::PathBuf,
     /// Open loop: orders offered per second. Without it, closed loop at --concurrency.
     #[arg(long)]
     pub rate: Option<u64>,
@@ -66,6 +70,11 @@ pub struct Args {
     /// No progress bar (logs, CI).
     #[arg(long)]
     pub quiet: bool,
+    /// Bearer token for the edge (`oms-token --operator`). Without it loadgen mints an operator
+    /// token from the OMS config, as `oms-token` does (auth.hs256_secret or
+    /// <creds_dir>/edge-jwt.secret), or sends none when it finds no secret.
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 /// What one run measured.
@@ -121,7 +130,17 @@ struct Report {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = async_nats::connect(args.nats.as_str()).await?;
+    let client = {
+        let mut config = oms_shared::Config::default();
+        config.nats.url = args.nats.clone();
+        config.nats.creds_dir = args.creds_dir.clone();
+        let client = oms_shared::bus::connect(&config, Identity::Loadgen).await?;
+        // Fail fast on a wrong address or identity instead of retrying in the background.
+        tokio::time::timeout(Duration::from_secs(10), client.flush())
+            .await
+            .map_err(|_| anyhow::anyhow!("cannot reach NATS at {} as loadgen", args.nats))??;
+        client
+    };
     let rates: Vec<Option<u64>> = if args.sweep.is_empty() {
         vec![args.rate]
     } else {

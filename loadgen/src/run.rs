@@ -171,10 +171,18 @@ pub async fn run(
     nats: &async_nats::Client,
     rate: Option<u64>,
 ) -> anyhow::Result<RunReport> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = bearer_token(args)? {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()?;
     let tracker = Arc::new(Tracker::new(args.stages));
 
@@ -371,6 +379,29 @@ pub async fn run(
 }
 
 /// The order id an event subject ends with.
+/// `--token`, else an operator token minted from the OMS config (valid a day: longer than any
+/// run), else none (an edge with auth off).
+fn bearer_token(args: &Args) -> anyhow::Result<Option<String>> {
+    if let Some(token) = &args.token {
+        return Ok(Some(token.clone()));
+    }
+    let config = oms_shared::Config::load()?;
+    let Some(secret) = oms_edge::auth::hs256_secret(&config)? else {
+        eprintln!(
+            "loadgen: no --token and no HS256 secret in the config: sending no token \
+             (set OMS_AUTH__HS256_SECRET or pass --token \"$(oms-token --operator)\")"
+        );
+        return Ok(None);
+    };
+    Ok(Some(oms_edge::auth::mint(
+        &config.auth,
+        &secret,
+        "loadgen",
+        oms_edge::auth::Role::Operator,
+        Duration::from_secs(24 * 3600),
+    )))
+}
+
 fn order_of(subject: &str) -> Option<Uuid> {
     subject.rsplit('.').next().and_then(|t| t.parse().ok())
 }

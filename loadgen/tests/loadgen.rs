@@ -18,6 +18,10 @@ async fn a_short_sweep_ends_every_order_it_sent_and_reports_it() {
         .arg(stack.edge())
         .arg("--nats")
         .arg(stack.nats.url())
+        .arg("--token")
+        .arg(stack.operator_token())
+        .arg("--creds-dir")
+        .arg(stack.nats.creds_dir())
         .args([
             "--sweep",
             "20,40",

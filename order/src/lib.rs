@@ -264,11 +264,11 @@ mod tests {
             .await
             .expect("migrations");
         let nats = NatsServer::start();
-        let client = async_nats::connect(nats.url()).await.expect("nats");
-        let js = async_nats::jetstream::new(client);
-        topology::ensure(&js, &Default::default())
-            .await
-            .expect("streams");
+        nats.provision(&nats.config()).await;
+        // The order service's own identity: what it publishes, it may.
+        let js = async_nats::jetstream::new(
+            nats.connect_as(oms_shared::identity::Identity::Order).await,
+        );
         let orders = Orders {
             pool: pool.clone(),
             js: js.clone(),
@@ -328,7 +328,11 @@ mod tests {
             count("SELECT COUNT(*) FROM orders WHERE announced = 1 AND order_id = $1").await,
             1
         );
-        let stream = js.get_stream(topology::ORDERS).await.expect("ORDERS");
+        let observer = async_nats::jetstream::new(
+            nats.connect_as(oms_shared::identity::Identity::Observer)
+                .await,
+        );
+        let stream = observer.get_stream(topology::ORDERS).await.expect("ORDERS");
         let info = stream
             .info_with_subjects(format!("orders.confirmed.{order_id}"))
             .await

@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, error, info_span, trace, warn};
 
 use crate::config::{Config, ConsumersConfig, NatsConfig};
 use crate::events::Envelope;
+use crate::identity::Identity;
 use crate::topology::{self, ConsumerSpec};
 
 pub const HEADER_EVENT_TYPE: &str = "Oms-Event-Type";
@@ -38,13 +39,30 @@ const PUBLISH_ATTEMPTS: u32 = 4;
 /// When even the DLQ cannot be written, try the message again after this long.
 const DLQ_RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// Connects to NATS. The client keeps reconnecting forever, also when the server is not up yet at
-/// start, so a service outlives a broker restart without help.
-pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
-        .name(cfg.client_name.as_deref().unwrap_or(name))
+/// Connects to NATS as `identity`, with its nkey seed from `<creds_dir>/<identity>.nk` and its
+/// own inbox prefix. The client keeps reconnecting forever, also when the server is not up yet
+/// at start, so a service outlives a broker restart without help. What the server refuses
+/// (a permission, the identity itself) is logged with the server's words.
+pub async fn connect(config: &Config, identity: Identity) -> Result<async_nats::Client, BusError> {
+    let cfg = &config.nats;
+    let seed = crate::provision::read_seed(&config.creds_dir(), identity)
+        .map_err(|e| BusError::Credentials(e.to_string()))?;
+    async_nats::ConnectOptions::with_nkey(seed)
+        .name(cfg.client_name.as_deref().unwrap_or(identity.name()))
+        .custom_inbox_prefix(identity.inbox_prefix())
         .request_timeout(Some(cfg.request_timeout))
         .retry_on_initial_connect()
+        .event_callback(move |event| async move {
+            match event {
+                async_nats::Event::ServerError(e) => {
+                    warn!(identity = identity.name(), error = %e, "the NATS server refused");
+                }
+                async_nats::Event::ClientError(e) => {
+                    warn!(identity = identity.name(), error = %e, "NATS client error");
+                }
+                other => debug!(identity = identity.name(), event = %other, "NATS connection"),
+            }
+        })
         .connect(seeds(&cfg.url))
         .await
         .map_err(|e| BusError::Connect(e.to_string()))
@@ -69,12 +87,30 @@ pub fn jetstream(client: async_nats::Client, cfg: &NatsConfig) -> jetstream::Con
 pub enum BusError {
     #[error("cannot connect to NATS: {0}")]
     Connect(String),
+    #[error("no broker credentials: {0} (oms-provision creds makes them)")]
+    Credentials(String),
     #[error("publish to {subject} failed: {source}")]
     Publish {
         subject: String,
         #[source]
         source: jetstream::context::PublishError,
     },
+}
+
+impl BusError {
+    /// The stream refused the event because it holds all the bytes it may (discard new): retry
+    /// later, once an operator has made room; nothing was stored.
+    pub fn is_store_full(&self) -> bool {
+        match self {
+            BusError::Publish { source, .. } => {
+                let text = source.to_string();
+                text.contains("maximum bytes exceeded")
+                    || text.contains("maximum messages exceeded")
+                    || text.contains("insufficient resources")
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Publishes `event` and returns once JetStream has stored it (or had stored it already).
@@ -141,9 +177,27 @@ impl HandleError {
     }
 }
 
+/// A statement the database refused for a constraint fails the same way every time: straight to
+/// the DLQ. Everything else (busy, a dropped connection, a pool timeout) may pass later.
+/// A unique violation stays transient: on PostgreSQL it is how two instances that raced on one
+/// order find out, and the retry sees the winner's row (a placed and a rejected event of one
+/// order both insert its reservation in inventory; a DLQ there would leak stock).
 impl From<sqlx::Error> for HandleError {
     fn from(e: sqlx::Error) -> Self {
-        HandleError::Transient(e.into())
+        use sqlx::error::ErrorKind;
+        let permanent = match &e {
+            sqlx::Error::Database(db) => matches!(
+                db.kind(),
+                ErrorKind::ForeignKeyViolation
+                    | ErrorKind::CheckViolation
+                    | ErrorKind::NotNullViolation
+            ),
+            _ => false,
+        };
+        match permanent {
+            true => HandleError::Permanent(e.into()),
+            false => HandleError::Transient(e.into()),
+        }
     }
 }
 
@@ -349,15 +403,13 @@ pub async fn consume<H: Handler>(
                 _ = tokio::time::sleep(pause) => {}
             }
         }
-        let consumer = match topology::ensure_consumer(&js, &spec, cfg).await {
+        let consumer = match topology::get_consumer(&js, &spec).await {
             Ok(c) => c,
             Err(e) => {
                 failures += 1;
-                warn!(durable = spec.durable, error = %e, "cannot create consumer, will retry");
-                // A broker that lost its store has no streams left: put them back.
-                if let Err(e) = topology::ensure(&js, &config.streams).await {
-                    debug!(error = %e, "topology not restored yet");
-                }
+                // Only the provisioner creates consumers; until it has, say why nothing flows.
+                warn!(durable = spec.durable, stream = spec.stream, error = %e,
+                    "cannot look up my consumer (oms-provision topology creates it), will retry");
                 continue;
             }
         };
@@ -458,7 +510,11 @@ async fn process<H: Handler>(
     let mut messages = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
     for message in batch {
-        match Envelope::decode(&message.payload) {
+        // What does not decode, or breaks a rule of what may arrive on its subject, is never
+        // handed to the service: it goes to the DLQ with the reason.
+        let checked = Envelope::decode(&message.payload)
+            .and_then(|event| Ok(event.check(&message.subject).map(|()| event)?));
+        match checked {
             Ok(event) => {
                 events.push(event);
                 messages.push(message);

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Config {
+    /// The profile this config was loaded with (`OMS_PROFILE`: `default`, `dev`, `docker`).
+    #[serde(skip)]
+    pub profile: String,
     /// Folder for SQLite files when a service has no explicit `database_url`.
     pub data_dir: PathBuf,
     /// `tracing` filter, e.g. `info` or `oms_inventory=debug,info`.
@@ -22,6 +25,10 @@ pub struct Config {
     pub nats: NatsConfig,
     pub streams: StreamsConfig,
     pub consumers: ConsumersConfig,
+    /// Who may call the edge (JWT bearer tokens).
+    pub auth: AuthConfig,
+    /// Limits on the edge's HTTP clients.
+    pub http: HttpConfig,
     pub edge: ServiceConfig,
     pub customer: ServiceConfig,
     pub inventory: ServiceConfig,
@@ -39,6 +46,9 @@ pub struct NatsConfig {
     pub request_timeout: Duration,
     /// Name shown by `nats server report connections`; defaults to the service name.
     pub client_name: Option<String>,
+    /// Folder of the broker credentials, one nkey seed per identity (`<identity>.nk`);
+    /// empty means `<data_dir>/creds`.
+    pub creds_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,6 +62,94 @@ pub struct StreamsConfig {
     /// Window in which a repeated `Nats-Msg-Id` is dropped by the server.
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
+    /// Bytes each event stream (and the DLQ) may hold; when full, new events are refused
+    /// (discard new), never old ones dropped.
+    pub max_bytes: i64,
+    /// Bytes each key-value bucket may hold (discard new, like the streams).
+    pub bucket_max_bytes: i64,
+}
+
+/// The edge's bearer tokens: HS256 with a shared secret, or RS256/ES256 with keys from a JWKS.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// `false` is allowed only in the `dev` profile while the edge listens on loopback.
+    pub enabled: bool,
+    /// Expected `iss` claim.
+    pub issuer: String,
+    /// Expected `aud` claim.
+    pub audience: String,
+    /// HS256 secret; empty means the file `<creds_dir>/edge-jwt.secret` when it exists.
+    pub hs256_secret: String,
+    /// A JWKS file path or `http(s)://` URL with the RS256/ES256 public keys.
+    pub jwks: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field(
+                "hs256_secret",
+                &if self.hs256_secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("jwks", &self.jwks)
+            .finish()
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            issuer: "oms".into(),
+            audience: "oms".into(),
+            hs256_secret: String::new(),
+            jwks: String::new(),
+        }
+    }
+}
+
+/// Limits that keep slow and greedy HTTP clients from crowding out the others (edge).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Address the services listen on; `127.0.0.1` keeps them to this machine.
+    pub bind: std::net::IpAddr,
+    /// A request's headers must have arrived within this long: the first request's from the
+    /// connection's start, a later one's from its first byte.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed, and so is one whose
+    /// request body or answer moves no byte for this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at most; more wait in the listen queue.
+    pub max_connections: usize,
+    /// Sustained requests per second per identity (per address when anonymous).
+    pub rate_per_second: u32,
+    /// Requests an identity may make at once above the sustained rate.
+    pub rate_burst: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: std::net::IpAddr::from([0, 0, 0, 0]),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            rate_per_second: 100,
+            rate_burst: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,11 +185,14 @@ impl Default for Config {
             database_url: String::new(),
         };
         Self {
+            profile: "default".into(),
             data_dir: PathBuf::from("data"),
             log: "info".into(),
             nats: NatsConfig::default(),
             streams: StreamsConfig::default(),
             consumers: ConsumersConfig::default(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
             edge: service(8090),
             customer: service(8091),
             inventory: service(8092),
@@ -107,6 +208,7 @@ impl Default for NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
             request_timeout: Duration::from_secs(5),
             client_name: None,
+            creds_dir: PathBuf::new(),
         }
     }
 }
@@ -117,6 +219,8 @@ impl Default for StreamsConfig {
             replicas: 1,
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
+            max_bytes: 1 << 30,
+            bucket_max_bytes: 256 << 20,
         }
     }
 }
@@ -149,12 +253,29 @@ impl Config {
     /// Loads defaults, then the `oms.toml` named by `OMS_CONFIG` (if the file exists), then `OMS_*`.
     pub fn load() -> Result<Self, Box<figment::Error>> {
         let file = std::env::var("OMS_CONFIG").unwrap_or_else(|_| "oms.toml".into());
-        Self::figment(Path::new(&file)).extract().map_err(Box::new)
+        let mut config: Config = Self::figment(Path::new(&file))
+            .extract()
+            .map_err(Box::new)?;
+        config.profile = Self::profile_name();
+        Ok(config)
+    }
+
+    fn profile_name() -> String {
+        std::env::var("OMS_PROFILE").unwrap_or_else(|_| "default".into())
+    }
+
+    /// Where the broker credentials live (`nats.creds_dir`, else `<data_dir>/creds`).
+    pub fn creds_dir(&self) -> PathBuf {
+        if self.nats.creds_dir.as_os_str().is_empty() {
+            self.data_dir.join("creds")
+        } else {
+            self.nats.creds_dir.clone()
+        }
     }
 
     /// The provider stack, exposed so tests (with `figment::Jail`) and tools can inspect it.
     pub fn figment(file: &Path) -> Figment {
-        let profile = std::env::var("OMS_PROFILE").unwrap_or_else(|_| "default".into());
+        let profile = Self::profile_name();
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file).nested())
             .merge(

@@ -7,7 +7,9 @@ pub mod config;
 pub mod db;
 pub mod dlq;
 pub mod events;
+pub mod identity;
 pub mod money;
+pub mod provision;
 pub mod runtime;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -1,5 +1,5 @@
-//! What every service does around its own logic: connect to NATS, keep the topology in place,
-//! answer health probes, and shut down in order.
+//! What every service does around its own logic: connect to NATS as its identity, wait until
+//! its part of the topology exists, answer health probes, and shut down in order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,7 @@ use warp::Filter;
 use warp::http::StatusCode;
 
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::{bus, telemetry, topology};
 
 /// How long a service may take to finish what it has in hand after SIGTERM or Ctrl-C.
@@ -28,37 +29,47 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects (retrying in the background while NATS is away) and starts a task that creates
-    /// the topology as soon as NATS answers. Consumers retry on their own until it exists.
+    /// Connects as the identity called `name` (retrying in the background while NATS is away)
+    /// and starts a task that waits until what this identity needs exists: its durable
+    /// consumers, buckets and streams. The provisioner makes them; until it has, the service is
+    /// not ready and says what it waits for.
     pub async fn start(
         config: &Config,
         name: &str,
         shutdown: &CancellationToken,
     ) -> Result<Bus, bus::BusError> {
-        let client = bus::connect(&config.nats, name).await?;
+        let identity = Identity::from_name(name)
+            .ok_or_else(|| bus::BusError::Credentials(format!("no identity called {name}")))?;
+        let client = bus::connect(config, identity).await?;
         let js = bus::jetstream(client.clone(), &config.nats);
         let bus = Bus {
             client,
             js,
             topology_ready: Arc::default(),
         };
-        let (task_bus, streams, shutdown) = (bus.clone(), config.streams.clone(), shutdown.clone());
+        let (task_bus, shutdown) = (bus.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut pause = Duration::from_millis(100);
+            let mut told = tokio::time::Instant::now();
             loop {
-                match topology::ensure(&task_bus.js, &streams).await {
-                    Ok(()) => {
+                match missing(&task_bus.js, identity).await {
+                    None => {
                         task_bus.topology_ready.store(true, Ordering::Release);
                         info!("topology in place");
                         return;
                     }
-                    Err(e) => warn!(error = %e, "topology not ready yet"),
+                    // Once in a while, not at every probe.
+                    Some(what) if told.elapsed() >= Duration::from_secs(5) => {
+                        warn!(missing = %what, "waiting for the topology (oms-provision topology makes it)");
+                        told = tokio::time::Instant::now();
+                    }
+                    Some(_) => {}
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(pause) => {}
                 }
-                pause = (pause * 2).min(Duration::from_secs(5));
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
         });
         Ok(bus)
@@ -102,6 +113,26 @@ impl Bus {
             }
         }
     }
+}
+
+/// The first thing `identity` needs that the broker does not have (or cannot be asked yet).
+async fn missing(js: &jetstream::Context, identity: Identity) -> Option<String> {
+    for spec in identity.consumers() {
+        if let Err(e) = topology::get_consumer(js, spec).await {
+            return Some(format!("consumer {} on {}: {e}", spec.durable, spec.stream));
+        }
+    }
+    for bucket in identity.buckets() {
+        if let Err(e) = js.get_key_value(*bucket).await {
+            return Some(format!("bucket {bucket}: {e}"));
+        }
+    }
+    for stream in identity.streams() {
+        if let Err(e) = js.get_stream(*stream).await {
+            return Some(format!("stream {stream}: {e}"));
+        }
+    }
+    None
 }
 
 /// `GET /healthz` (alive) and `GET /readyz` (connected, topology present) for `bus`.
@@ -154,7 +185,7 @@ where
 {
     let config = Config::load()?;
     telemetry::init(&config.log);
-    let listener = TcpListener::bind(("0.0.0.0", port(&config))).await?;
+    let listener = TcpListener::bind((config.http.bind, port(&config))).await?;
     let shutdown = shutdown_on_signals();
     let deadline = {
         let shutdown = shutdown.clone();

@@ -1,4 +1,6 @@
 //! Test support: a real nats-server on a free port with a temporary store, killed on drop.
+//! It runs the project's own `nats.conf` (or `nats-cluster.conf`) with identities made for it
+//! by [`provision`], exactly as `scripts/run.sh` does: nobody is anonymous in a test either.
 //!
 //! The binary is `$OMS_NATS_SERVER`, else `.tools/venv/bin/nats-server` in the workspace (where
 //! `scripts/test.sh` installs it), else `nats-server` on `PATH`. A missing binary fails the test
@@ -9,6 +11,31 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::{bus, provision};
+
+/// How long a test waits for a server to take the topology.
+const PROVISION_WAIT: Duration = Duration::from_secs(30);
+
+/// Makes the identities in `<dir>/creds` and `<dir>/nats-server.conf` including `base`.
+fn server_config(dir: &Path, base: &str) -> PathBuf {
+    let creds = dir.join("creds");
+    provision::ensure_creds(&creds).expect("making the test identities");
+    let out = dir.join(provision::SERVER_CONFIG_FILE);
+    provision::write_server_config(&creds, &workspace_root().join(base), &out)
+        .expect("writing the test server's config");
+    out
+}
+
+/// A config that reaches the server at `url` with the identities in `creds`.
+fn config_for(url: String, creds: PathBuf) -> Config {
+    let mut config = Config::default();
+    config.nats.url = url;
+    config.nats.creds_dir = creds;
+    config
+}
 
 /// A nats-server with JetStream, owned by one test.
 pub struct NatsServer {
@@ -36,6 +63,28 @@ impl NatsServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where this server's identities' seeds are.
+    pub fn creds_dir(&self) -> PathBuf {
+        self.store.path().join("creds")
+    }
+
+    /// A default config that reaches this server with its identities.
+    pub fn config(&self) -> Config {
+        config_for(self.url(), self.creds_dir())
+    }
+
+    /// A client connected as `identity`.
+    pub async fn connect_as(&self, identity: Identity) -> async_nats::Client {
+        connect_as(&self.config(), identity).await
+    }
+
+    /// Creates the topology with `config`'s settings, as the provisioner.
+    pub async fn provision(&self, config: &Config) {
+        provision::topology(config, PROVISION_WAIT)
+            .await
+            .expect("the provisioner creates the topology");
     }
 
     /// Kills the server hard (SIGKILL), keeping its store.
@@ -83,12 +132,17 @@ fn workspace_root() -> PathBuf {
 // The child is handed to `NatsServer`, which kills and waits for it.
 #[allow(clippy::zombie_processes)]
 fn spawn(store: &Path, port: u16) -> Child {
+    let config = server_config(store, "nats.conf");
     let ports_dir = store.join("ports");
     let _ = std::fs::remove_dir_all(&ports_dir);
     std::fs::create_dir_all(&ports_dir).expect("creating the ports folder");
     let binary = nats_server_binary();
+    // The file's ports are the developer's (4222, 8222); a test takes free ones.
     let mut child = Command::new(&binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg("-c")
+        .arg(&config)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", &free_port().to_string(), "-js", "-sd"])
         .arg(store.join("js"))
         .arg("--ports_file_dir")
         .arg(&ports_dir)
@@ -131,6 +185,26 @@ fn read_port(dir: &Path) -> Option<u16> {
     url.rsplit(':').next()?.parse().ok()
 }
 
+/// A client of `config`'s server connected as `identity`, once the server has let it in.
+pub async fn connect_as(config: &Config, identity: Identity) -> async_nats::Client {
+    let client = bus::connect(config, identity)
+        .await
+        .unwrap_or_else(|e| panic!("connecting as {}: {e}", identity.name()));
+    eventually(
+        Duration::from_secs(20),
+        &format!("{} to be connected", identity.name()),
+        || {
+            let client = client.clone();
+            async move {
+                (client.connection_state() == async_nats::connection::State::Connected)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    client
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
@@ -154,7 +228,8 @@ where
 /// repository's `nats-cluster.conf` (the template compose.yaml uses), each killed on drop.
 pub struct NatsCluster {
     nodes: Vec<ClusterNode>,
-    _store: TempDir,
+    config: PathBuf,
+    store: TempDir,
 }
 
 struct ClusterNode {
@@ -203,9 +278,11 @@ impl NatsCluster {
                 }
             })
             .collect();
+        let config = server_config(store.path(), "nats-cluster.conf");
         let mut cluster = NatsCluster {
             nodes,
-            _store: store,
+            config,
+            store,
         };
         for i in 0..3 {
             cluster.start_node(i);
@@ -221,6 +298,33 @@ impl NatsCluster {
             .map(|n| format!("nats://127.0.0.1:{}", n.port))
             .collect();
         urls.join(",")
+    }
+
+    /// The client port of `node`.
+    pub fn port(&self, node: usize) -> u16 {
+        self.nodes[node].port
+    }
+
+    /// Where the cluster's identities' seeds are.
+    pub fn creds_dir(&self) -> PathBuf {
+        self.store.path().join("creds")
+    }
+
+    /// A default config that reaches the cluster with its identities.
+    pub fn config(&self) -> Config {
+        config_for(self.url(), self.creds_dir())
+    }
+
+    /// A client connected as `identity`.
+    pub async fn connect_as(&self, identity: Identity) -> async_nats::Client {
+        connect_as(&self.config(), identity).await
+    }
+
+    /// Creates the topology with `config`'s settings, as the provisioner.
+    pub async fn provision(&self, config: &Config) {
+        provision::topology(config, PROVISION_WAIT)
+            .await
+            .expect("the provisioner creates the topology");
     }
 
     /// The node's server name (`nats-1`…), as stream info names leaders and replicas.
@@ -243,7 +347,7 @@ impl NatsCluster {
 
     /// Starts a killed node again, same ports and store.
     pub fn start_node(&mut self, node: usize) {
-        let config = workspace_root().join("nats-cluster.conf");
+        let config = self.config.clone();
         let binary = nats_server_binary();
         let n = &mut self.nodes[node];
         assert!(n.child.is_none(), "{} runs", n.name);

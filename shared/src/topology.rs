@@ -1,5 +1,6 @@
 //! The one place that names the topology: streams, subjects, durable consumers, KV buckets and
-//! service-API endpoints, plus [`ensure`], which creates or updates all of them idempotently.
+//! service-API endpoints, plus [`ensure`], which creates or updates all of them idempotently
+//! (called by the provisioner only: see `provision`).
 //! No other module writes a subject literal.
 
 use std::time::Duration;
@@ -38,21 +39,39 @@ pub const STREAMS: [(&str, &[&str]); 5] = [
     (DLQ, &["dlq.>"]),
 ];
 
+/// The steps of the saga: an event of a step is published on `<step>.<orderId>`.
+pub mod step {
+    pub const ORDERS_PLACED: &str = "orders.placed";
+    pub const ORDERS_CONFIRMED: &str = "orders.confirmed";
+    pub const ORDERS_REJECTED: &str = "orders.rejected";
+    pub const CUSTOMERS_VALIDATED: &str = "customers.validated";
+    pub const CUSTOMERS_REJECTED: &str = "customers.rejected";
+    pub const INVENTORY_RESERVED: &str = "inventory.reserved";
+    pub const INVENTORY_REJECTED: &str = "inventory.rejected";
+    pub const INVENTORY_RELEASED: &str = "inventory.released";
+    pub const PAYMENTS_PROCESSED: &str = "payments.processed";
+    pub const PAYMENTS_FAILED: &str = "payments.failed";
+}
+
+/// The step an event belongs to.
+pub fn event_step(event: &Event) -> &'static str {
+    match event {
+        Event::OrderPlaced(_) => step::ORDERS_PLACED,
+        Event::OrderConfirmed(_) => step::ORDERS_CONFIRMED,
+        Event::OrderRejected(_) => step::ORDERS_REJECTED,
+        Event::CustomerValidated(_) => step::CUSTOMERS_VALIDATED,
+        Event::CustomerRejected(_) => step::CUSTOMERS_REJECTED,
+        Event::InventoryReserved(_) => step::INVENTORY_RESERVED,
+        Event::InventoryRejected(_) => step::INVENTORY_REJECTED,
+        Event::InventoryReleased(_) => step::INVENTORY_RELEASED,
+        Event::PaymentProcessed(_) => step::PAYMENTS_PROCESSED,
+        Event::PaymentFailed(_) => step::PAYMENTS_FAILED,
+    }
+}
+
 /// The subject an event is published on; also its `Nats-Msg-Id`, unique per order and step.
 pub fn event_subject(event: &Event, order_id: Uuid) -> String {
-    let step = match event {
-        Event::OrderPlaced(_) => "orders.placed",
-        Event::OrderConfirmed(_) => "orders.confirmed",
-        Event::OrderRejected(_) => "orders.rejected",
-        Event::CustomerValidated(_) => "customers.validated",
-        Event::CustomerRejected(_) => "customers.rejected",
-        Event::InventoryReserved(_) => "inventory.reserved",
-        Event::InventoryRejected(_) => "inventory.rejected",
-        Event::InventoryReleased(_) => "inventory.released",
-        Event::PaymentProcessed(_) => "payments.processed",
-        Event::PaymentFailed(_) => "payments.failed",
-    };
-    format!("{step}.{order_id}")
+    format!("{}.{order_id}", event_step(event))
 }
 
 /// Where `orders.placed` of one order is kept, for the edge's read-your-writes fallback.
@@ -68,6 +87,11 @@ pub const ORDERS_CONFIRMED_PREFIX: &str = "orders.confirmed.";
 /// Where a service parks a message it gave up on.
 pub fn dlq_subject(service: &str, original_subject: &str) -> String {
     format!("dlq.{service}.{original_subject}")
+}
+
+/// Every dead letter of `service`.
+pub fn dlq_subjects(service: &str) -> String {
+    format!("dlq.{service}.>")
 }
 
 /// A durable pull consumer: who reads what.
@@ -129,6 +153,18 @@ pub const ORDER_PAYMENTS: ConsumerSpec = ConsumerSpec {
     filters: &["payments.>"],
 };
 
+/// Every durable consumer, as the provisioner creates them.
+pub const CONSUMERS: [ConsumerSpec; 8] = [
+    CUSTOMER,
+    INVENTORY_ORDERS,
+    PAYMENT_CUSTOMERS,
+    PAYMENT_INVENTORY,
+    ORDER_ORDERS,
+    ORDER_CUSTOMERS,
+    ORDER_INVENTORY,
+    ORDER_PAYMENTS,
+];
+
 /// KV bucket joining the two verdicts per order (payment).
 pub const PAYMENT_JOIN: &str = "payment-join";
 /// KV bucket of the simulated gateway's charges, create-only per order (payment).
@@ -141,6 +177,8 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Service-API (NATS micro) names and endpoint subjects; outside every stream's subjects, so the
 /// reply comes from the service and never from JetStream.
 pub mod api {
+    /// Every endpoint's subject starts with it.
+    pub const PREFIX: &str = "oms.api";
     pub const ORDERS_SERVICE: &str = "oms-orders";
     pub const CUSTOMERS_SERVICE: &str = "oms-customers";
     pub const INVENTORY_SERVICE: &str = "oms-inventory";
@@ -179,6 +217,9 @@ pub async fn ensure(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<(), 
             duplicate_window: cfg.duplicate_window,
             num_replicas: cfg.replicas,
             allow_direct: true,
+            // A full stream refuses new events (the edge answers 503) and keeps every old one.
+            max_bytes: cfg.max_bytes,
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
         .await
@@ -194,6 +235,7 @@ pub async fn ensure(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<(), 
             bucket: bucket.to_string(),
             history: 1,
             max_age,
+            max_bytes: cfg.bucket_max_bytes,
             storage: stream::StorageType::File,
             num_replicas: cfg.replicas,
             ..Default::default()
@@ -202,6 +244,17 @@ pub async fn ensure(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<(), 
         .map_err(|e| TopologyError::Bucket(bucket, e))?;
     }
     Ok(())
+}
+
+/// Looks up the durable consumer `spec`, which the provisioner made (a service never creates
+/// or changes one).
+pub async fn get_consumer(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+) -> Result<consumer::PullConsumer, TopologyError> {
+    js.get_consumer_from_stream(spec.durable, spec.stream)
+        .await
+        .map_err(|e| TopologyError::Consumer(spec.durable, e.into()))
 }
 
 /// Creates or updates the durable consumer `spec` (the server keeps its position).

@@ -3,37 +3,50 @@
 //!     oms-dlq list [FROM_SEQUENCE]     # JSON, one dead letter per line
 //!     oms-dlq replay SEQUENCE
 //!
-//! Connects with the services' config (`oms.toml`, `OMS_PROFILE`, `OMS_NATS__URL`).
+//! Connects as the `operator` identity with the services' config (`oms.toml`, `OMS_PROFILE`,
+//! `OMS_NATS__URL`; the seed in `<creds_dir>/operator.nk`).
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use oms_shared::identity::Identity;
 use oms_shared::{Config, bus, dlq};
+
+#[derive(Parser)]
+#[command(about = "Look at and replay the OMS's dead letters")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every dead letter from FROM_SEQUENCE on, as JSON, one per line.
+    List {
+        #[arg(default_value_t = 1)]
+        from_sequence: u64,
+    },
+    /// Publish dead letter SEQUENCE again on its original subject, then remove it.
+    Replay { sequence: u64 },
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = Args::parse();
     let config = Config::load()?;
-    let client = async_nats::connect(bus::seeds(&config.nats.url))
+    let client = bus::connect(&config, Identity::Operator)
         .await
         .with_context(|| format!("connecting to {}", config.nats.url))?;
     let js = bus::jetstream(client, &config.nats);
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["list"] | ["list", _] => {
-            let from = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1);
-            for letter in dlq::list(&js, from, usize::MAX).await? {
+    match args.command {
+        Command::List { from_sequence } => {
+            for letter in dlq::list(&js, from_sequence, usize::MAX).await? {
                 println!("{}", serde_json::to_string(&letter)?);
             }
         }
-        ["replay", sequence] => {
-            let sequence: u64 = sequence.parse().context("SEQUENCE must be a number")?;
+        Command::Replay { sequence } => {
             let subject = dlq::replay(&js, sequence).await?;
             println!("replayed DLQ message {sequence} to {subject}");
         }
-        _ => bail!("usage: oms-dlq list [FROM_SEQUENCE] | oms-dlq replay SEQUENCE"),
     }
     Ok(())
 }
