@@ -179,6 +179,163 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("event version {0} is newer than this service understands ({EVENT_VERSION})")]
     Version(u32),
+    #[error("invalid event: {0}")]
+    Invalid(#[from] Invalid),
+}
+
+/// Most lines an order has (DESIGN "Precise contract": 1–100 entries).
+pub const MAX_ITEMS: usize = 100;
+/// Most of one product a request may ask for in one entry.
+pub const MAX_QUANTITY: u64 = 1000;
+/// Most of one product an event's line may hold: the edge adds repeated product ids up into one
+/// line, so 100 entries of 1000 of the same product are one line of 100,000.
+pub const MAX_LINE_QUANTITY: u64 = MAX_ITEMS as u64 * MAX_QUANTITY;
+/// Longest id (customer, product, charge).
+pub const MAX_ID_LEN: usize = 64;
+
+/// Whether `text` is an id: 1–64 characters of `A-Z a-z 0-9 . _ -`.
+pub fn is_id(text: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Why an event that arrived must not be acted on. Consumers check every message (see
+/// [`Envelope::check`]): an event that breaks a rule was not written by our services as they
+/// are, and acting on it could move stock or money for the wrong order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("subject {subject:?} is not <family>.<step>.<orderId>")]
+    Subject { subject: String },
+    #[error(
+        "subject {subject} does not match the envelope's type {event_type}, \
+         which is published on {expected}"
+    )]
+    Type {
+        subject: String,
+        event_type: &'static str,
+        expected: String,
+    },
+    #[error("subject {subject} names another order than the envelope's orderId {order_id}")]
+    Order { subject: String, order_id: Uuid },
+    #[error(
+        "{field} is {value}: must be more than 0.00 and at most {}",
+        Money::MAX_AMOUNT
+    )]
+    Amount { field: String, value: Money },
+    #[error("{field} is {value}: must not be negative")]
+    Negative { field: String, value: Money },
+    #[error("{field} is {value}: must be a whole number from 1 to {max}")]
+    Quantity { field: String, value: u64, max: u64 },
+    #[error("{field} has {count} entries: must have 1 to {MAX_ITEMS}")]
+    Items { field: String, count: usize },
+    #[error("{field} names product {product} twice: the edge adds repeated products up")]
+    Repeated { field: String, product: String },
+    #[error(
+        "{field} is {value:?}: must be 1 to {MAX_ID_LEN} characters of letters, digits, \
+         '.', '_' or '-'"
+    )]
+    Id { field: String, value: String },
+}
+
+impl Invalid {
+    fn id(field: String, value: &str) -> Self {
+        // The header that carries the reason has a limit; an absurd id is shown in part.
+        let value = match value.char_indices().nth(MAX_ID_LEN + 1) {
+            Some((end, _)) => format!("{}…", &value[..end]),
+            None => value.to_string(),
+        };
+        Invalid::Id { field, value }
+    }
+}
+
+fn check_id(field: impl FnOnce() -> String, value: &str) -> Result<(), Invalid> {
+    match is_id(value) {
+        true => Ok(()),
+        false => Err(Invalid::id(field(), value)),
+    }
+}
+
+fn check_amount(field: impl FnOnce() -> String, value: Money) -> Result<(), Invalid> {
+    match value.is_order_amount() {
+        true => Ok(()),
+        false => Err(Invalid::Amount {
+            field: field(),
+            value,
+        }),
+    }
+}
+
+impl OrderSnapshot {
+    /// The rules of DESIGN "Precise contract", as the edge enforced them when it accepted the
+    /// order; `at` is where the snapshot sits in the event (`data` or `data.order`).
+    pub fn check(&self, at: &str) -> Result<(), Invalid> {
+        check_id(|| format!("{at}.customerId"), &self.customer_id)?;
+        check_amount(|| format!("{at}.totalAmount"), self.total_amount)?;
+        let count = self.items.len();
+        if !(1..=MAX_ITEMS).contains(&count) {
+            return Err(Invalid::Items {
+                field: format!("{at}.items"),
+                count,
+            });
+        }
+        let mut total: u64 = 0;
+        for (i, item) in self.items.iter().enumerate() {
+            let field = || format!("{at}.items[{i}]");
+            check_id(|| format!("{}.productId", field()), &item.product_id)?;
+            let quantity = u64::from(item.quantity);
+            if !(1..=MAX_LINE_QUANTITY).contains(&quantity) {
+                return Err(Invalid::Quantity {
+                    field: format!("{}.quantity", field()),
+                    value: quantity,
+                    max: MAX_LINE_QUANTITY,
+                });
+            }
+            if self.items[..i]
+                .iter()
+                .any(|seen| seen.product_id == item.product_id)
+            {
+                return Err(Invalid::Repeated {
+                    field: format!("{at}.items"),
+                    product: item.product_id.clone(),
+                });
+            }
+            total += quantity;
+        }
+        // Each of at most 100 entries asked for at most 1000: that bounds the sum as well.
+        if total > MAX_LINE_QUANTITY {
+            return Err(Invalid::Quantity {
+                field: format!("the sum of {at}.items[].quantity"),
+                value: total,
+                max: MAX_LINE_QUANTITY,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Event {
+    /// Whether the payload keeps the rules: the order snapshot every event carries, and what
+    /// the event adds (a credit limit, a charge).
+    pub fn check(&self) -> Result<(), Invalid> {
+        let at = match self {
+            Event::OrderPlaced(_) => "data",
+            _ => "data.order",
+        };
+        self.order().check(at)?;
+        match self {
+            Event::CustomerValidated(v) if v.credit_limit < Money::ZERO => Err(Invalid::Negative {
+                field: "data.creditLimit".into(),
+                value: v.credit_limit,
+            }),
+            Event::PaymentProcessed(p) => {
+                check_amount(|| "data.amount".into(), p.amount)?;
+                check_id(|| "data.chargeId".into(), &p.charge_id)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Envelope {
@@ -206,6 +363,36 @@ impl Envelope {
             return Err(DecodeError::Version(envelope.version));
         }
         Ok(envelope)
+    }
+
+    /// What every consumer asks of a message before acting on it: it arrived on the subject its
+    /// type and order id give ([`Envelope::subject`]), and its payload keeps the rules
+    /// ([`Event::check`]). Pure, so it is tested without a broker.
+    pub fn check(&self, subject: &str) -> Result<(), Invalid> {
+        let expected = self.subject();
+        if subject != expected {
+            let unparsable = || Invalid::Subject {
+                subject: subject.to_string(),
+            };
+            let (step, id) = subject.rsplit_once('.').ok_or_else(unparsable)?;
+            // Only the form we write (lowercase, hyphenated) names an order.
+            let canonical = Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id);
+            if !canonical || step.is_empty() {
+                return Err(unparsable());
+            }
+            if step != crate::topology::event_step(&self.event) {
+                return Err(Invalid::Type {
+                    subject: subject.to_string(),
+                    event_type: self.event.type_name(),
+                    expected,
+                });
+            }
+            return Err(Invalid::Order {
+                subject: subject.to_string(),
+                order_id: self.order_id,
+            });
+        }
+        self.event.check()
     }
 
     /// The subject this event is published on: `<family>.<step>.<orderId>`.
@@ -278,6 +465,359 @@ mod tests {
         assert_eq!(ta.len(), 55);
         assert_eq!(ta[3..35], tb[3..35], "same trace id");
         assert_ne!(ta[36..52], tb[36..52], "different span ids");
+    }
+
+    /// One event of every type, each carrying `order`.
+    fn every_event(order: &OrderSnapshot) -> Vec<Event> {
+        let rejection = || Rejection {
+            order: order.clone(),
+            reason: Reason::OutOfStock,
+            detail: "item1: 2 wanted, 1 available".into(),
+        };
+        let snapshot = || Snapshot {
+            order: order.clone(),
+        };
+        vec![
+            Event::OrderPlaced(order.clone()),
+            Event::OrderConfirmed(snapshot()),
+            Event::OrderRejected(rejection()),
+            Event::CustomerValidated(CustomerValidated {
+                order: order.clone(),
+                credit_limit: Money::from_cents(1_000_000),
+            }),
+            Event::CustomerRejected(rejection()),
+            Event::InventoryReserved(snapshot()),
+            Event::InventoryRejected(rejection()),
+            Event::InventoryReleased(snapshot()),
+            Event::PaymentProcessed(PaymentProcessed {
+                order: order.clone(),
+                amount: order.total_amount,
+                charge_id: "ch_0123456789abcdef0123456789abcdef".into(),
+            }),
+            Event::PaymentFailed(rejection()),
+        ]
+    }
+
+    fn envelopes(order: &OrderSnapshot) -> Vec<Envelope> {
+        let id = Uuid::now_v7();
+        every_event(order)
+            .into_iter()
+            .map(|e| Envelope::new(id, e))
+            .collect()
+    }
+
+    #[test]
+    fn every_event_type_on_its_own_subject_passes() {
+        let all = envelopes(&snapshot());
+        assert_eq!(all.len(), 10, "one of each type");
+        for env in &all {
+            assert_eq!(
+                env.check(&env.subject()),
+                Ok(()),
+                "{}",
+                env.event.type_name()
+            );
+        }
+    }
+
+    #[test]
+    fn a_subject_of_another_step_is_refused_naming_the_type() {
+        let all = envelopes(&snapshot());
+        for env in &all {
+            for other in &all {
+                if other.event.type_name() == env.event.type_name() {
+                    continue;
+                }
+                // `other`'s subject: another step, the same order.
+                let subject = other.subject();
+                let refused = env.check(&subject).expect_err(&subject);
+                assert_eq!(
+                    refused,
+                    Invalid::Type {
+                        subject: subject.clone(),
+                        event_type: env.event.type_name(),
+                        expected: env.subject(),
+                    }
+                );
+                let reason = refused.to_string();
+                assert!(
+                    reason.contains(env.event.type_name()) && reason.contains(&subject),
+                    "{reason}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_subject_of_another_order_is_refused_naming_both() {
+        let other = Uuid::now_v7();
+        for env in envelopes(&snapshot()) {
+            let subject = crate::topology::event_subject(&env.event, other);
+            let refused = env.check(&subject).expect_err(&subject);
+            assert_eq!(
+                refused,
+                Invalid::Order {
+                    subject: subject.clone(),
+                    order_id: env.order_id,
+                }
+            );
+            let reason = refused.to_string();
+            assert!(reason.contains(&other.to_string()), "{reason}");
+            assert!(reason.contains(&env.order_id.to_string()), "{reason}");
+            assert!(reason.contains("orderId"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_subject_that_names_no_order_is_unparsable() {
+        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(snapshot()));
+        let id = env.order_id;
+        for subject in [
+            String::new(),
+            "orders".into(),
+            "orders.placed".into(),
+            "orders.placed.".into(),
+            "orders.placed.not-an-order".into(),
+            format!("orders.placed.{id}.more"),
+            format!(".{id}"),
+            format!("{id}"),
+            // Our services write the lowercase hyphenated form only.
+            format!("orders.placed.{}", id.simple()),
+            format!("orders.placed.{}", id.to_string().to_uppercase()),
+            format!("orders.placed.{{{id}}}"),
+        ] {
+            assert_eq!(
+                env.check(&subject),
+                Err(Invalid::Subject {
+                    subject: subject.clone()
+                }),
+                "{subject:?}"
+            );
+        }
+        assert!(
+            env.check("orders.placed.x")
+                .unwrap_err()
+                .to_string()
+                .contains("<family>.<step>.<orderId>")
+        );
+    }
+
+    /// A snapshot changed by `change`.
+    fn changed(change: impl FnOnce(&mut OrderSnapshot)) -> OrderSnapshot {
+        let mut order = snapshot();
+        change(&mut order);
+        order
+    }
+
+    fn items(lines: &[(&str, u32)]) -> Vec<Item> {
+        lines
+            .iter()
+            .map(|(p, q)| Item {
+                product_id: p.to_string(),
+                quantity: *q,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_order_out_of_range_is_refused_in_every_event_type_with_its_field() {
+        let many: Vec<(String, u32)> = (0..101).map(|i| (format!("p{i}"), 1)).collect();
+        let many: Vec<(&str, u32)> = many.iter().map(|(p, q)| (p.as_str(), *q)).collect();
+        let cases: Vec<(&str, OrderSnapshot, &str)> = vec![
+            (
+                "quantity 0",
+                changed(|o| o.items = items(&[("item1", 0)])),
+                "items[0].quantity is 0: must be a whole number from 1 to 100000",
+            ),
+            (
+                "quantity beyond 100 entries of 1000",
+                changed(|o| o.items = items(&[("item1", 1), ("item2", 100_001)])),
+                "items[1].quantity is 100001",
+            ),
+            (
+                "a sum beyond 100 entries of 1000",
+                changed(|o| o.items = items(&[("item1", 60_000), ("item2", 60_000)])),
+                "the sum of",
+            ),
+            (
+                "amount 0",
+                changed(|o| o.total_amount = Money::ZERO),
+                "totalAmount is 0.00: must be more than 0.00 and at most 1000000.00",
+            ),
+            (
+                "a negative amount",
+                changed(|o| o.total_amount = Money::from_cents(-1)),
+                "totalAmount is -0.01",
+            ),
+            (
+                "an absurd amount",
+                changed(|o| o.total_amount = Money::from_cents(100_000_001)),
+                "totalAmount is 1000000.01",
+            ),
+            (
+                "no items",
+                changed(|o| o.items.clear()),
+                "items has 0 entries: must have 1 to 100",
+            ),
+            (
+                "101 items",
+                changed(|o| o.items = items(&many)),
+                "items has 101 entries",
+            ),
+            (
+                "a repeated product",
+                changed(|o| o.items = items(&[("item1", 1), ("item2", 1), ("item1", 2)])),
+                "names product item1 twice",
+            ),
+            (
+                "an empty customer id",
+                changed(|o| o.customer_id.clear()),
+                "customerId is \"\": must be 1 to 64 characters",
+            ),
+            (
+                "a 65-character customer id",
+                changed(|o| o.customer_id = "c".repeat(65)),
+                "customerId is \"ccccc",
+            ),
+            (
+                "a customer id with a space",
+                changed(|o| o.customer_id = "OMS Cust".into()),
+                "customerId is \"OMS Cust\"",
+            ),
+            (
+                "a product id that is not ASCII",
+                changed(|o| o.items = items(&[("itém", 1)])),
+                "items[0].productId is \"itém\"",
+            ),
+            (
+                "a product id that is a subject wildcard",
+                changed(|o| o.items = items(&[("item1", 1), ("*", 1)])),
+                "items[1].productId is \"*\"",
+            ),
+        ];
+        for (what, order, reason) in cases {
+            for env in envelopes(&order) {
+                let kind = env.event.type_name();
+                let refused = env.check(&env.subject()).expect_err(what);
+                let text = refused.to_string();
+                assert!(text.contains(reason), "{kind}, {what}: {text}");
+                // The field is named where it sits in the event's JSON.
+                let at = match kind {
+                    "OrderPlaced" => "data.",
+                    _ => "data.order.",
+                };
+                assert!(text.contains(at), "{kind}, {what}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_absurd_id_is_shown_in_part() {
+        let order = changed(|o| o.customer_id = "x".repeat(10_000));
+        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(order));
+        let text = env.check(&env.subject()).unwrap_err().to_string();
+        assert!(text.len() < 300, "{text}");
+        assert!(text.contains('…'), "{text}");
+    }
+
+    #[test]
+    fn the_limits_themselves_pass() {
+        let hundred: Vec<(String, u32)> = (0..100).map(|i| (format!("p{i}"), 1000)).collect();
+        let hundred: Vec<(&str, u32)> = hundred.iter().map(|(p, q)| (p.as_str(), *q)).collect();
+        let id64 = "A-z.0_9".repeat(9) + "a";
+        assert_eq!(id64.len(), 64);
+        for order in [
+            changed(|o| o.total_amount = Money::from_cents(1)),
+            changed(|o| o.total_amount = Money::MAX_AMOUNT),
+            changed(|o| o.items = items(&[("item1", 1)])),
+            // 100 entries of 1000 of one product, added up by the edge.
+            changed(|o| o.items = items(&[("item1", 100_000)])),
+            changed(|o| o.items = items(&hundred)),
+            changed(|o| {
+                o.customer_id = id64.clone();
+                o.items = items(&[(id64.as_str(), 1)]);
+            }),
+        ] {
+            for env in envelopes(&order) {
+                assert_eq!(env.check(&env.subject()), Ok(()), "{order:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_an_event_adds_to_the_order_is_checked_too() {
+        let id = Uuid::now_v7();
+        let validated = |cents| {
+            Envelope::new(
+                id,
+                Event::CustomerValidated(CustomerValidated {
+                    order: snapshot(),
+                    credit_limit: Money::from_cents(cents),
+                }),
+            )
+        };
+        let ok = validated(0);
+        assert_eq!(ok.check(&ok.subject()), Ok(()), "a credit limit of 0");
+        let bad = validated(-1);
+        assert_eq!(
+            bad.check(&bad.subject()).unwrap_err().to_string(),
+            "data.creditLimit is -0.01: must not be negative"
+        );
+
+        let processed = |cents, charge: &str| {
+            Envelope::new(
+                id,
+                Event::PaymentProcessed(PaymentProcessed {
+                    order: snapshot(),
+                    amount: Money::from_cents(cents),
+                    charge_id: charge.into(),
+                }),
+            )
+        };
+        for (env, reason) in [
+            (processed(0, "ch_1"), "data.amount is 0.00"),
+            (processed(100_000_001, "ch_1"), "data.amount is 1000000.01"),
+            (processed(100, ""), "data.chargeId is \"\""),
+            (processed(100, "ch 1"), "data.chargeId is \"ch 1\""),
+        ] {
+            let text = env.check(&env.subject()).unwrap_err().to_string();
+            assert!(text.contains(reason), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_subject_is_checked_before_the_payload() {
+        let order = changed(|o| o.items = items(&[("item1", 0)]));
+        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(order));
+        let subject = crate::topology::event_subject(&env.event, Uuid::now_v7());
+        assert!(matches!(env.check(&subject), Err(Invalid::Order { .. })));
+    }
+
+    #[test]
+    fn an_invalid_event_reads_as_such() {
+        let e = DecodeError::from(Invalid::Subject {
+            subject: "x".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "invalid event: subject \"x\" is not <family>.<step>.<orderId>"
+        );
+        // A third decimal in JSON does not decode (see `Money`'s `Deserialize`).
+        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(snapshot()));
+        let mut json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
+        json["data"]["totalAmount"] = serde_json::json!(10.005);
+        let e = Envelope::decode(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("more than 2 decimal places"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_1_to_64_of_the_allowed_characters() {
+        for ok in ["a", "OMS-Cust-001", "item_1.v2", &"z".repeat(64)] {
+            assert!(is_id(ok), "{ok}");
+        }
+        for bad in ["", &"z".repeat(65), "a b", "a*", "a>", "ä", "a\n", "a/b"] {
+            assert!(!is_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

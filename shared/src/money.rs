@@ -27,6 +27,13 @@ pub enum MoneyError {
 
 impl Money {
     pub const ZERO: Money = Money(0);
+    /// The largest amount an order may have: 1,000,000.00.
+    pub const MAX_AMOUNT: Money = Money(100_000_000);
+
+    /// Whether this is an amount an order may have: more than 0, at most [`Money::MAX_AMOUNT`].
+    pub fn is_order_amount(self) -> bool {
+        Money::ZERO < self && self <= Money::MAX_AMOUNT
+    }
 
     pub const fn from_cents(cents: i64) -> Self {
         Money(cents)
@@ -101,11 +108,20 @@ impl Serialize for Money {
 
 impl<'de> Deserialize<'de> for Money {
     /// Reads a number we wrote; rounding to the nearest cent undoes the binary representation.
+    /// A number that is not within rounding of a whole cent was not written by us (`10.005`):
+    /// it is refused rather than rounded to an amount nobody sent.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = f64::deserialize(deserializer)?;
-        let cents = (value * 100.0).round();
+        let scaled = value * 100.0;
+        let cents = scaled.round();
         if !cents.is_finite() || cents.abs() > 9.0e15 {
             return Err(serde::de::Error::custom("amount out of range"));
+        }
+        // `cents / 100.0` and back is off by a few ulps at most; a third decimal is far more.
+        if (scaled - cents).abs() > (cents.abs() * 1e-12).max(1e-9) {
+            return Err(serde::de::Error::custom(format!(
+                "amount {value} has more than 2 decimal places"
+            )));
         }
         Ok(Money(cents as i64))
     }
@@ -171,6 +187,33 @@ mod tests {
             let back: Money = serde_json::from_str(&json).unwrap();
             assert_eq!(back, Money(cents));
             assert_eq!(Money::parse_decimal(&json), Ok(Money(cents)), "{json}");
+        }
+    }
+
+    #[test]
+    fn json_with_a_third_decimal_is_refused_not_rounded() {
+        for text in ["10.005", "0.001", "2599.999", "1000000.001", "-3.333"] {
+            let read: Result<Money, _> = serde_json::from_str(text);
+            let error = read.expect_err(text).to_string();
+            assert!(
+                error.contains("more than 2 decimal places"),
+                "{text}: {error}"
+            );
+        }
+        // Trailing zeros carry no precision.
+        assert_eq!(
+            serde_json::from_str::<Money>("10.500").unwrap(),
+            Money(1_050)
+        );
+    }
+
+    #[test]
+    fn order_amounts_are_positive_and_at_most_a_million() {
+        assert!(Money(1).is_order_amount());
+        assert!(Money::MAX_AMOUNT.is_order_amount());
+        assert_eq!(Money::MAX_AMOUNT.to_string(), "1000000.00");
+        for cents in [0, -1, 100_000_001, i64::MAX] {
+            assert!(!Money(cents).is_order_amount(), "{cents}");
         }
     }
 
