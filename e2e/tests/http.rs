@@ -103,7 +103,9 @@ async fn a_chunked_body_over_the_limit_is_413() {
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
         "POST /orders HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+         Authorization: Bearer {}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        stack.operator_token()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
     let chunk = "x".repeat(16 * 1024);
@@ -250,9 +252,13 @@ async fn with_nats_down_orders_get_503_and_nothing_is_half_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_goes_to_the_dlq_and_orders_behind_it_flow() {
+    use oms_shared::identity::Identity;
     let stack = Stack::start().await;
     let js = stack.jetstream().await;
-    js.publish("orders.placed.poison", "this is not an event".into())
+    stack
+        .jetstream_as(Identity::Edge)
+        .await
+        .publish("orders.placed.poison", "this is not an event".into())
         .await
         .unwrap()
         .await
@@ -288,7 +294,9 @@ async fn a_poison_message_goes_to_the_dlq_and_orders_behind_it_flow() {
     );
     assert!(!headers.get("Oms-Dlq-Error").unwrap().as_str().is_empty());
 
-    // All three readers of ORDERS parked it; replaying one puts it back on its subject.
+    // All three readers of ORDERS parked it; replaying one (the operator's part) puts it back
+    // on its subject.
+    let js = stack.jetstream_as(Identity::Operator).await;
     let letters = eventually(DEADLINE, "three dead letters", || {
         let js = js.clone();
         async move {

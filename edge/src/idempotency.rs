@@ -4,7 +4,8 @@
 //! acceptance time it will publish, and a fingerprint of the order. A retry (or a racing twin)
 //! finds the claim and publishes the very same event again, which the stream's duplicate window
 //! drops if it had landed, so every request with one key answers with one order id. The same key
-//! with a different order is refused.
+//! with a different order is refused. Keys belong to the caller (role and `sub` of its token):
+//! two callers using the same key do not collide.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
 use serde::{Deserialize, Serialize};
@@ -67,9 +68,11 @@ pub fn check_key(key: &str) -> Result<(), Problem> {
     }
 }
 
-/// KV keys allow few characters: store the key hex-encoded.
-fn storage_key(key: &str) -> String {
-    key.bytes().map(|b| format!("{b:02x}")).collect()
+/// KV keys allow few characters: store the caller's scope and the key hex-encoded, so two
+/// callers using the same key never meet.
+fn storage_key(scope: &str, key: &str) -> String {
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    format!("{}.{}", hex(scope), hex(key))
 }
 
 /// Whether the key was new (this request owns it) or already claimed.
@@ -79,9 +82,15 @@ pub enum Claimed {
     Existing(Claim),
 }
 
-/// Claims `key` for `fresh`, or returns the claim that holds it.
-pub async fn claim(store: &Store, key: &str, fresh: Claim) -> Result<Claimed, Problem> {
-    let stored = storage_key(key);
+/// Claims `key` of the caller `scope` (see [`crate::auth::Caller::scope`]) for `fresh`, or
+/// returns the claim that holds it.
+pub async fn claim(
+    store: &Store,
+    scope: &str,
+    key: &str,
+    fresh: Claim,
+) -> Result<Claimed, Problem> {
+    let stored = storage_key(scope, key);
     let value = serde_json::to_vec(&fresh).expect("a claim always serializes");
     match store.create(&stored, value.into()).await {
         Ok(_) => return Ok(Claimed::New(fresh)),
@@ -150,6 +159,14 @@ mod tests {
 
     #[test]
     fn storage_keys_are_valid_kv_keys() {
-        assert_eq!(storage_key("a/B ~"), "612f42207e");
+        assert_eq!(
+            storage_key("customer:A", "a/B ~"),
+            "637573746f6d65723a41.612f42207e"
+        );
+        assert_ne!(
+            storage_key("customer:A", "k"),
+            storage_key("operator:A", "k"),
+            "the same key of two callers is two keys"
+        );
     }
 }

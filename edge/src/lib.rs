@@ -4,10 +4,20 @@
 //! JetStream's PubAck, with the order id and its `Location`. Reads go to the owning service over
 //! the NATS service API; a just-placed order that the order service has not projected yet is
 //! read back from the ORDERS stream, so a 202 is never followed by a 404.
+//!
+//! Every call but `/healthz` and `/readyz` needs a bearer token ([`auth`]); the [`server`]
+//! checks it once per request, with the rate limit and the connection limits ([`limits`]), and
+//! handlers get the [`Caller`] and ask [`authz`] what it may do.
 
+pub mod auth;
+pub mod authz;
 pub mod idempotency;
+pub mod limits;
 pub mod place;
 pub mod problem;
+pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testkeys;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,22 +42,62 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use crate::auth::{Authentication, Authenticator, Caller, Refusal};
+use crate::authz::Denied;
 use crate::idempotency::{Claim, Claimed};
+use crate::limits::RateLimiter;
 use crate::place::MAX_BODY;
 use crate::problem::Problem;
+use crate::server::Gate;
 
 pub const SERVICE: &str = "edge";
 
-/// Runs the HTTP API on `listener` until `shutdown`.
+/// Runs the HTTP API on `listener` until `shutdown`. Refuses to start (before touching NATS)
+/// when auth is off outside the dev profile or off loopback, when auth is on without a key, or
+/// with limits that would let nothing through.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    check_limits(&config.http)?;
+    let auth = Authenticator::from_config(&config, local).await?;
+    if !auth.is_enabled() {
+        warn!("auth is off (dev profile, loopback): every request acts as an operator");
+    }
     let bus = Bus::start(&config, SERVICE, &shutdown).await?;
-    info!(addr = %listener.local_addr()?, "edge listening");
-    runtime::serve_http(listener, routes(bus), shutdown).await;
+    info!(addr = %local, auth = auth.is_enabled(), "edge listening");
+    let gate = Arc::new(Gate {
+        auth,
+        limiter: RateLimiter::new(config.http.rate_per_second, config.http.rate_burst),
+    });
+    server::serve(
+        listener,
+        warp::service(routes(bus)),
+        gate,
+        &config.http,
+        shutdown,
+    )
+    .await;
     Ok(())
+}
+
+fn check_limits(http: &oms_shared::config::HttpConfig) -> anyhow::Result<()> {
+    let zero = [
+        ("http.max_connections", http.max_connections == 0),
+        ("http.rate_per_second", http.rate_per_second == 0),
+        ("http.rate_burst", http.rate_burst == 0),
+        (
+            "http.header_read_timeout",
+            http.header_read_timeout.is_zero(),
+        ),
+        ("http.idle_timeout", http.idle_timeout.is_zero()),
+    ];
+    match zero.iter().find(|(_, is_zero)| *is_zero) {
+        Some((key, _)) => anyhow::bail!("{key} must be more than 0"),
+        None => Ok(()),
+    }
 }
 
 /// What the handlers share: the bus, and the idempotency bucket once the topology is in place.
@@ -88,6 +138,7 @@ pub fn routes(
     };
     let place = warp::path!("orders")
         .and(warp::post())
+        .and(caller())
         .and(json_content_type())
         .and(limited_body())
         .and(warp::header::optional::<String>("idempotency-key"))
@@ -95,19 +146,23 @@ pub fn routes(
         .and_then(place_order);
     let get_order = warp::path!("orders" / String)
         .and(warp::get())
+        .and(caller())
         .and(with_bus.clone())
         .and_then(get_order);
     let list_orders = warp::path!("orders")
         .and(warp::get())
+        .and(caller())
         .and(warp::query::<HashMap<String, String>>())
         .and(with_bus.clone())
         .and_then(list_orders);
     let get_customer = warp::path!("customers" / String)
         .and(warp::get())
+        .and(caller())
         .and(with_bus.clone())
         .and_then(get_customer);
     let get_product = warp::path!("products" / String)
         .and(warp::get())
+        .and(caller())
         .and(with_bus)
         .and_then(get_product);
     place
@@ -117,6 +172,26 @@ pub fn routes(
         .or(get_product)
         .or(runtime::health_routes(bus))
         .recover(problem::recover)
+}
+
+/// The caller the server authenticated (see [`server`]), or 401/403. Without the server's layer
+/// in front, nobody gets in.
+fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    warp::ext::optional::<Authentication>().and_then(|found: Option<Authentication>| async move {
+        found
+            .unwrap_or(Authentication::Refused(Refusal::missing()))
+            .caller()
+            .map_err(|refusal| warp::reject::custom(refusal.problem()))
+    })
+}
+
+/// A refusal of [`authz`] as an answer; `hidden` is the 404 the caller would get if the thing
+/// did not exist.
+fn denied(denial: Denied, hidden: impl FnOnce() -> Problem) -> Problem {
+    match denial {
+        Denied::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
+        Denied::Hidden => hidden(),
+    }
 }
 
 /// 415 unless the body is declared as JSON (`application/json` or `application/*+json`).
@@ -196,11 +271,14 @@ struct Accepted {
 }
 
 async fn place_order(
+    caller: Caller,
     body: Bytes,
     key: Option<String>,
     edge: Arc<Edge>,
 ) -> Result<impl Reply, Rejection> {
     let order = place::parse(&body)?;
+    authz::place_order(&caller, &order.customer_id)
+        .map_err(|d| denied(d, || Problem::not_found("no such customer")))?;
     if let Some(key) = &key {
         idempotency::check_key(key)?;
     }
@@ -212,16 +290,21 @@ async fn place_order(
     let fresh = Claim::new(&order);
     let (claim, retried) = match &key {
         None => (fresh, false),
-        Some(key) => match idempotency::claim(edge.idempotency().await?, key, fresh).await? {
-            Claimed::New(claim) => (claim, false),
-            Claimed::Existing(claim) if claim.fingerprint != idempotency::fingerprint(&order) => {
-                return Err(Problem::invalid(
-                    "this Idempotency-Key was already used for a different order",
-                )
-                .into());
+        Some(key) => {
+            match idempotency::claim(edge.idempotency().await?, &caller.scope(), key, fresh).await?
+            {
+                Claimed::New(claim) => (claim, false),
+                Claimed::Existing(claim)
+                    if claim.fingerprint != idempotency::fingerprint(&order) =>
+                {
+                    return Err(Problem::invalid(
+                        "this Idempotency-Key was already used for a different order",
+                    )
+                    .into());
+                }
+                Claimed::Existing(claim) => (claim, true),
             }
-            Claimed::Existing(claim) => (claim, true),
-        },
+        }
     };
     let order_id = claim.order_id;
     // A retry publishes the first request's event again (same ids, same time): dropped by the
@@ -242,6 +325,12 @@ async fn place_order(
         };
         if let Err(e) = bus::publish(&edge.bus.js, &event).await {
             warn!(%order_id, error = %e, "order not accepted");
+            if e.is_store_full() {
+                return Err(Problem::unavailable(
+                    "the order store is full; nothing was accepted, please retry later",
+                )
+                .into());
+            }
             return Err(unavailable().into());
         }
         info!(%order_id, retried, "order accepted");
@@ -258,22 +347,22 @@ fn unavailable() -> Problem {
     Problem::unavailable("the order bus is unreachable; nothing was accepted, please retry")
 }
 
-async fn get_order(id: String, bus: Bus) -> Result<impl Reply, Rejection> {
+async fn get_order(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, Rejection> {
     let not_found = || Problem::not_found(format!("order {id} does not exist"));
     let order_id: Uuid = id.parse().map_err(|_| not_found())?;
-    match api::call::<_, OrderView>(&bus.client, endpoints::ORDERS_GET, &GetOrder { order_id })
-        .await
-    {
-        Ok(order) => Ok(warp::reply::json(&order)),
-        Err(api::ApiError::NotFound(_)) => {
+    let order =
+        match api::call::<_, OrderView>(&bus.client, endpoints::ORDERS_GET, &GetOrder { order_id })
+            .await
+        {
+            Ok(order) => order,
             // Accepted but not projected yet: the stream has it.
-            let order = placed_order(&bus.js, order_id)
+            Err(api::ApiError::NotFound(_)) => placed_order(&bus.js, order_id)
                 .await?
-                .ok_or_else(not_found)?;
-            Ok(warp::reply::json(&order))
-        }
-        Err(e) => Err(Problem::from(e).into()),
-    }
+                .ok_or_else(not_found)?,
+            Err(e) => return Err(Problem::from(e).into()),
+        };
+    authz::read_order(&caller, &order.customer_id).map_err(|d| denied(d, not_found))?;
+    Ok(warp::reply::json(&order))
 }
 
 /// The order as `orders.placed` holds it, PENDING, if it was ever accepted.
@@ -298,8 +387,19 @@ async fn placed_order(
             )));
         }
     };
-    let envelope = Envelope::decode(&message.payload)
-        .map_err(|e| Problem::unavailable(format!("unreadable order event: {e}")))?;
+    // What is not a valid OrderPlaced of this very order was never accepted by an edge (the
+    // consumers send it to the DLQ): no such order.
+    let envelope = match Envelope::decode(&message.payload) {
+        Ok(envelope) if envelope.order_id == order_id => envelope,
+        Ok(_) => {
+            warn!(%order_id, "an event of another order on this order's subject");
+            return Ok(None);
+        }
+        Err(e) => {
+            warn!(%order_id, error = %e, "unreadable event on this order's subject");
+            return Ok(None);
+        }
+    };
     let Event::OrderPlaced(order) = envelope.event else {
         return Ok(None);
     };
@@ -315,7 +415,13 @@ async fn placed_order(
     }))
 }
 
-async fn list_orders(query: HashMap<String, String>, bus: Bus) -> Result<impl Reply, Rejection> {
+async fn list_orders(
+    caller: Caller,
+    query: HashMap<String, String>,
+    bus: Bus,
+) -> Result<impl Reply, Rejection> {
+    let customer_id = authz::list_orders(&caller, query.get("customerId").map(String::as_str))
+        .map_err(|d| denied(d, || Problem::not_found("no such customer")))?;
     let status = match query.get("status") {
         None => None,
         Some(s) => Some(
@@ -331,7 +437,7 @@ async fn list_orders(query: HashMap<String, String>, bus: Bus) -> Result<impl Re
             .clamp(1, 500) as u32,
     };
     let request = ListOrders {
-        customer_id: query.get("customerId").cloned(),
+        customer_id,
         status,
         limit,
         after: query.get("after").cloned(),
@@ -342,7 +448,12 @@ async fn list_orders(query: HashMap<String, String>, bus: Bus) -> Result<impl Re
     Ok(warp::reply::json(&page))
 }
 
-async fn get_customer(id: String, bus: Bus) -> Result<impl Reply, Rejection> {
+async fn get_customer(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, Rejection> {
+    authz::read_customer(&caller, &id).map_err(|d| {
+        denied(d, || {
+            Problem::not_found(format!("customer {id} does not exist"))
+        })
+    })?;
     let customer: CustomerView = api::call(
         &bus.client,
         endpoints::CUSTOMERS_GET,
@@ -353,7 +464,12 @@ async fn get_customer(id: String, bus: Bus) -> Result<impl Reply, Rejection> {
     Ok(warp::reply::json(&customer))
 }
 
-async fn get_product(id: String, bus: Bus) -> Result<impl Reply, Rejection> {
+async fn get_product(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, Rejection> {
+    authz::read_product(&caller).map_err(|d| {
+        denied(d, || {
+            Problem::not_found(format!("product {id} does not exist"))
+        })
+    })?;
     let product: ProductView = api::call(
         &bus.client,
         endpoints::PRODUCTS_GET,

@@ -112,15 +112,19 @@ fn required<'a>(field: &str, value: Option<&'a RawValue>) -> Result<&'a RawValue
     value.ok_or_else(|| Problem::invalid(format!("{field} is required")))
 }
 
+/// An id (customer, product, a token's `sub`): 1–64 characters of `A-Z a-z 0-9 . _ -`.
+pub fn is_valid_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// An id: 1–64 characters of `A-Z a-z 0-9 . _ -`.
 fn id(field: &str, value: &RawValue) -> Result<String, Problem> {
     let text: String = serde_json::from_str(value.get())
         .map_err(|_| Problem::invalid(format!("{field} must be a string")))?;
-    let valid = (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !valid {
+    if !is_valid_id(&text) {
         return Err(Problem::invalid(format!(
             "{field} must be 1 to 64 characters of letters, digits, '.', '_' or '-'"
         )));

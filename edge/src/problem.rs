@@ -6,7 +6,8 @@ use std::convert::Infallible;
 
 use oms_shared::api::ApiError;
 use serde::Serialize;
-use warp::http::StatusCode;
+use warp::http::header::HeaderName;
+use warp::http::{HeaderValue, StatusCode};
 use warp::reject::Reject;
 use warp::{Rejection, Reply};
 
@@ -16,6 +17,8 @@ pub struct Problem {
     /// Short machine-friendly kind, the last part of `type`.
     pub kind: &'static str,
     pub detail: String,
+    /// Extra headers of the answer (`WWW-Authenticate`, `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Reject for Problem {}
@@ -26,7 +29,13 @@ impl Problem {
             status,
             kind,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// 422: JSON that breaks a rule.
@@ -80,10 +89,14 @@ impl Reply for Problem {
         let json = serde_json::to_vec(&body).expect("a problem always serializes");
         let mut response = warp::reply::Response::new(json.into());
         *response.status_mut() = self.status;
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             warp::http::header::CONTENT_TYPE,
-            warp::http::HeaderValue::from_static("application/problem+json"),
+            HeaderValue::from_static("application/problem+json"),
         );
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
         response
     }
 }

@@ -1,0 +1,329 @@
+//! The edge's HTTP/1.1 server: an accept loop with a cap on open connections, one hyper
+//! connection per client watched for stalls, and one layer in front of the API that every
+//! request passes: request id, authentication, rate limit, access log.
+//!
+//! Why not `warp::serve`: it has no header read timeout, no idle timeout and no connection cap.
+//! Why not hyper's `header_read_timeout`: its clock also runs while a keep-alive connection waits
+//! for its next request (hyper 1.x), so the idle timeout could never be longer than it.
+//! Each connection here keeps its own deadline instead ([`ConnState::deadline`]): the first
+//! request's headers within `header_read_timeout` of the connection's start, later ones within
+//! `header_read_timeout` of their first byte, at most `idle_timeout` between requests, and
+//! `idle_timeout` without a byte either way while a request is being handled. HTTP/1.1 only:
+//! reqwest and curl speak it, and with HTTP/2 detection a silent client would hold its
+//! connection before any timeout starts.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use oms_shared::config::HttpConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_service::Service;
+use tracing::{Instrument, debug, info, warn};
+use warp::Reply;
+use warp::http::Request;
+use warp::http::header::HeaderName;
+
+use crate::auth::{Authentication, Authenticator};
+use crate::limits::{self, ConnState, RateKey, RateLimiter, Timeouts};
+
+/// How long connections may finish what they are doing after shutdown; then they are dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every request passes before the API: who it is, and whether it may go on.
+pub struct Gate {
+    pub auth: Authenticator,
+    pub limiter: RateLimiter,
+}
+
+/// Serves `api` (a warp filter made a service with `warp::service`) on `listener` until
+/// `shutdown`, then gives open connections [`CLOSE_GRACE`] to finish.
+pub async fn serve<S>(
+    listener: TcpListener,
+    api: S,
+    gate: Arc<Gate>,
+    http: &HttpConfig,
+    shutdown: CancellationToken,
+) where
+    S: Service<Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let timeouts = Timeouts {
+        header: http.header_read_timeout,
+        idle: http.idle_timeout,
+    };
+    // Over the cap, clients wait in the kernel's listen queue until a connection closes.
+    let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
+    let connections = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (api, gate, shutdown) = (api.clone(), gate.clone(), shutdown.clone());
+        connections.spawn(async move {
+            connection(stream, peer, api, gate, timeouts, shutdown).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// One client connection, until it closes, stalls past its deadline, or shutdown's grace ends.
+async fn connection<S>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    api: S,
+    gate: Arc<Gate>,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) where
+    S: Service<Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let watch = Arc::new(Watch::new(timeouts));
+    let io = TokioIo::new(Watched {
+        stream,
+        watch: watch.clone(),
+    });
+    let service = {
+        let watch = watch.clone();
+        hyper::service::service_fn(move |request| {
+            handle(request, peer, api.clone(), gate.clone(), watch.clone())
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The deadlines are ours (see the module header), so hyper keeps no clock of its own.
+    builder.keep_alive(true).header_read_timeout(None);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let mut close_by: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = watch.deadline();
+        let changed = watch.changed.notified();
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if watch.deadline() <= Instant::now() {
+                    debug!(%peer, "connection stalled past its deadline, closed");
+                    return;
+                }
+            }
+            // A byte of a new request arrived: its header clock may end sooner.
+            _ = changed => {}
+            _ = shutdown.cancelled(), if close_by.is_none() => {
+                // Idle connections close now; a request in hand may finish.
+                conn.as_mut().graceful_shutdown();
+                close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(close_by.unwrap_or_else(tokio::time::Instant::now)), if close_by.is_some() => {
+                debug!(%peer, "connection still busy after the shutdown grace, dropped");
+                return;
+            }
+        }
+    }
+}
+
+/// The layer in front of the API.
+async fn handle<S>(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    mut api: S,
+    gate: Arc<Gate>,
+    watch: Arc<Watch>,
+) -> Result<warp::reply::Response, Infallible>
+where
+    S: Service<Request<Incoming>, Response = warp::reply::Response, Error = Infallible>,
+{
+    let _busy = InFlight::begin(watch);
+    let started = Instant::now();
+    let id = limits::request_id(request.headers().get(&X_REQUEST_ID));
+    request.headers_mut().insert(X_REQUEST_ID, id.clone());
+    let request_id = id.to_str().unwrap_or_default().to_string();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let span = tracing::info_span!("request", %request_id);
+    // Probes stay open and unlimited: a flood from one address must not make it look dead.
+    let probe = matches!(path.as_str(), "/healthz" | "/readyz");
+    let answer = if probe {
+        api.call(request).instrument(span).await
+    } else {
+        let authentication = gate.auth.authenticate(request.headers());
+        let key = match &authentication {
+            Authentication::Caller(c) => RateKey::Caller(c.role, c.sub.clone()),
+            _ => RateKey::peer(peer.ip()),
+        };
+        match gate.limiter.check(&key, Instant::now()) {
+            Err(wait) => Ok(limits::too_many_requests(wait).into_response()),
+            Ok(()) => {
+                request.extensions_mut().insert(authentication);
+                api.call(request).instrument(span).await
+            }
+        }
+    };
+    let mut response = match answer {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    response.headers_mut().insert(X_REQUEST_ID, id);
+    let status = response.status().as_u16();
+    let ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    if probe {
+        debug!(%request_id, %method, %path, status, ms, "request");
+    } else {
+        info!(%request_id, %method, %path, status, ms, "request");
+    }
+    Ok(response)
+}
+
+/// A connection's state and the wake-up for its deadline.
+struct Watch {
+    state: Mutex<ConnState>,
+    timeouts: Timeouts,
+    changed: Notify,
+}
+
+impl Watch {
+    fn new(timeouts: Timeouts) -> Self {
+        Watch {
+            state: Mutex::new(ConnState::new(Instant::now())),
+            timeouts,
+            changed: Notify::new(),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.lock().deadline(self.timeouts)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnState> {
+        // The state is plain data: a panic elsewhere cannot leave it half-changed.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change`; wakes the connection if its deadline came closer.
+    fn update(&self, change: impl FnOnce(&mut ConnState, Instant)) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let before = state.deadline(self.timeouts);
+        change(&mut state, now);
+        let sooner = state.deadline(self.timeouts) < before;
+        drop(state);
+        if sooner {
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// A request being handled: counted from its headers until its answer is ready.
+struct InFlight(Arc<Watch>);
+
+impl InFlight {
+    fn begin(watch: Arc<Watch>) -> InFlight {
+        watch.update(|s, _| s.begin());
+        InFlight(watch)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.update(|s, now| s.end(now));
+    }
+}
+
+/// The client's socket, telling its [`Watch`] when bytes move.
+struct Watched {
+    stream: TcpStream,
+    watch: Arc<Watch>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.update(|s, now| s.io(now, true));
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.update(|s, now| s.io(now, false));
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.update(|s, now| s.io(now, false));
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
