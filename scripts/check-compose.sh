@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks compose.yaml (CI runs this): valid against the Compose Specification's JSON schema
 # (ci/compose-spec.json, kept in the repository), and consistent with the project: every binary,
-# port, path, volume, database and OMS_* variable it names exists. Then checks that broken copies
-# of it fail (--self-test). Details: scripts/check_compose.py.
+# port, path, volume, database and OMS_* variable it names exists; no secret is written in it, and
+# each container can read its own secrets only. Then checks that broken copies of it fail
+# (--self-test). Details: scripts/check_compose.py.
 #
 #   scripts/check-compose.sh                     # compose.yaml, then the self-test
 #   scripts/check-compose.sh --compose FILE      # another file (paths in it relative to the repo root)
@@ -52,7 +53,11 @@ if ! _venv_has_requirements; then
     if command -v flock >/dev/null 2>&1; then exec 9>&-; fi
 fi
 
-bash -n compose/oms-healthcheck.sh
+# The shell scripts compose.yaml and the image run (the health check, the secrets one-shot,
+# postgres's entrypoint) must at least parse.
+for script in compose/*.sh; do
+    bash -n "$script" || die "$script: syntax error"
+done
 
 if [[ $# -gt 0 ]]; then
     exec "$OMS_VENV/bin/python" scripts/check_compose.py "$@"

@@ -10,16 +10,32 @@
    - build contexts and Dockerfiles; the Dockerfile's COPY sources (and that .dockerignore keeps
      them and the workspace's sources in the build context); the binaries it builds
      (ARG OMS_BINARIES) must be workspace binaries, built by its `cargo build`;
-   - every bind-mounted file; every named volume is declared (and every declared one used);
-   - every `command` of a service built from the Dockerfile is a binary of the image;
+   - every bind-mounted file; every named volume is declared (and every declared one used); every
+     volume mounted into the OMS image has its mount point made by the Dockerfile, owned by the
+     image's USER (a new volume takes that folder's owner, so the user can write into it);
+   - every `entrypoint` + `command` of a service built from the Dockerfile is a binary of the
+     image, or `bash SCRIPT` with SCRIPT a mounted file of the repository, whose own commands
+     (oms-*) are binaries of the image, whose OMS_* variables are config keys, and whose required
+     variables (${VAR:?}) the service sets;
    - every OMS_* variable is a key of the services' config (shared/src/config.rs);
    - each service's health check asks GET /readyz on the port the service listens on
      (built-in default < oms.toml profile < environment), and the edge publishes its port;
    - the NATS URLs and database URLs point at services of this file (with the right ports,
-     databases and users), which the service waits for (depends_on: service_healthy);
-   - each nats node sets every variable of its mounted config template, routes name the nodes.
+     databases and users), which the service waits for (depends_on: service_healthy); the
+     services wait for the topology (`oms-provision topology`, service_completed_successfully);
+   - each nats node starts from the config the secrets one-shot generates (never anonymous), sets
+     every variable of the config template it includes, routes name the nodes.
+3. Secrets (compose/make-secrets.sh, the `secrets` one-shot): no password, secret or seed in the
+   file (no such variable, no password in a URL); every NATS client mounts, read-only at its
+   nats.creds_dir, a volume that the one-shot fills for its identity (shared/src/identity.rs) and
+   that no container of another identity mounts; the originals' volume is the one-shot's alone;
+   each SQL service logs in as its own role (no two share one), which the init SQL creates and
+   owns its database, with the password from its pgpass file (PGPASSFILE); the postgres superuser's
+   password comes from a file the one-shot writes; one-shots do not restart, and `up --wait` can
+   see them end.
    Workspace binaries come from the crates' Cargo.toml files and src/bin/, config keys and
-   defaults from shared/src/config.rs: nothing about them is written down twice here.
+   defaults from shared/src/config.rs, identities from shared/src/identity.rs: nothing about them
+   is written down twice here.
 
 Paths in the checked file are relative to the repository root (where compose.yaml lives).
 Exit status 0 when all is well, 1 with one line per problem otherwise.
@@ -51,7 +67,14 @@ except ModuleNotFoundError as e:  # pragma: no cover
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "ci" / "compose-spec.json"
 CONFIG_RS = Path("shared/src/config.rs")
+IDENTITY_RS = Path("shared/src/identity.rs")
 LIB_SH = Path("scripts/lib.sh")
+# The one-shot that makes the installation's secrets and hands each recipient its own.
+SECRETS_SCRIPT = "compose/make-secrets.sh"
+# Binaries that are not one of the services, and the broker identity each connects as (the
+# services connect as the identity of their name). oms-provision connects only for `topology`.
+TOOL_IDENTITIES = {"oms-provision": "provisioner", "oms-dlq": "operator", "loadgen": "loadgen"}
+SHELLS = ("bash", "sh", "/bin/bash", "/bin/sh", "/usr/bin/bash")
 
 
 class Problems:
@@ -395,6 +418,63 @@ def stage_vars(stage: Stage, kind: str) -> dict[str, str]:
     return out
 
 
+def _shell_commands(text: str) -> list[list[str]]:
+    """The simple commands of a RUN line (split at &&, ||, ;), as word lists."""
+    try:
+        words = shlex.split(text, comments=True)
+    except ValueError:
+        return []
+    out: list[list[str]] = [[]]
+    for w in words:
+        if w in ("&&", "||", ";", "|"):
+            out.append([])
+        elif w.endswith(";"):
+            out[-1].append(w[:-1])
+            out.append([])
+        else:
+            out[-1].append(w)
+    return [c for c in out if c]
+
+
+def stage_dirs(stage: Stage) -> dict[str, str]:
+    """Folders a stage's RUN steps make (mkdir, install -d), with their owner (chown, install -o)."""
+    dirs: dict[str, str] = {}
+    for ins in stage.instructions:
+        if ins.cmd != "RUN":
+            continue
+        for cmd in _shell_commands(ins.args):
+            name, args = PurePosixPath(cmd[0]).name, cmd[1:]
+            if name == "mkdir":
+                for a in args:
+                    if a.startswith("/"):
+                        dirs.setdefault(str(PurePosixPath(a)), "root")
+            elif name == "install" and any(re.fullmatch(r"-\w*d\w*|--directory", a) for a in args):
+                owner, i = "root", 0
+                paths = []
+                while i < len(args):
+                    a = args[i]
+                    if a in ("-o", "--owner", "-g", "--group", "-m", "--mode") and i + 1 < len(args):
+                        if a in ("-o", "--owner"):
+                            owner = args[i + 1]
+                        i += 2
+                        continue
+                    if a.startswith("--owner="):
+                        owner = a.split("=", 1)[1]
+                    elif a.startswith("/"):
+                        paths.append(str(PurePosixPath(a)))
+                    i += 1
+                for p in paths:
+                    dirs[p] = owner
+            elif name == "chown":
+                spec = [a for a in args if not a.startswith("-")]
+                if len(spec) >= 2:
+                    owner = spec[0].split(":", 1)[0]
+                    for p in spec[1:]:
+                        if p.startswith("/"):
+                            dirs[str(PurePosixPath(p))] = owner
+    return dirs
+
+
 # ---- .dockerignore (the moby pattern rules: last matching pattern wins, `!` re-includes) ----
 
 
@@ -464,18 +544,44 @@ def nats_server_version(root: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def sql_init_facts(paths: list[Path]) -> tuple[set[str], dict[str, str | None]]:
-    """Databases and roles (name -> password) that init SQL files create."""
-    dbs: set[str] = set()
-    roles: dict[str, str | None] = {}
+def identity_names(root: Path) -> list[str]:
+    """The broker identities' names, from `Identity::name` in shared/src/identity.rs."""
+    path = root / IDENTITY_RS
+    if not path.is_file():
+        raise SystemExit(f"{IDENTITY_RS}: missing; the compose check reads the broker identities there")
+    src = _strip_comments(path.read_text(encoding="utf-8"))
+    m = re.search(r"fn\s+name\s*\(\s*self\s*\)", src)
+    if not m:
+        raise SystemExit(f"{IDENTITY_RS}: no `fn name(self)`; the compose check reads the identities' names there")
+    names = re.findall(r'Identity::\w+\s*=>\s*"([^"]+)"', _brace_block(src, m.end()))
+    if not names:
+        raise SystemExit(f"{IDENTITY_RS}: `fn name` names no identity")
+    return names
+
+
+@dataclass
+class InitSql:
+    dbs: set[str] = field(default_factory=set)
+    owners: dict[str, str] = field(default_factory=dict)  # database -> owner role
+    roles: dict[str, str] = field(default_factory=dict)  # role -> the rest of its CREATE ROLE
+    literal_passwords: list[str] = field(default_factory=list)  # roles given a password in the file
+
+
+def sql_init_facts(paths: list[Path]) -> InitSql:
+    """Databases (and owners) and roles that init SQL files create."""
+    out = InitSql()
     for p in paths:
         sql = re.sub(r"--[^\n]*", "", p.read_text(encoding="utf-8"))
-        for m in re.finditer(r'\bCREATE\s+DATABASE\s+"?(\w+)"?', sql, flags=re.I):
-            dbs.add(m.group(1))
+        for m in re.finditer(r'\bCREATE\s+DATABASE\s+"?(\w+)"?([^;]*)', sql, flags=re.I):
+            out.dbs.add(m.group(1))
+            owner = re.search(r'\bOWNER\s*=?\s*"?(\w+)"?', m.group(2), flags=re.I)
+            if owner:
+                out.owners[m.group(1)] = owner.group(1)
         for m in re.finditer(r'\bCREATE\s+(?:ROLE|USER)\s+"?(\w+)"?([^;]*)', sql, flags=re.I):
-            pw = re.search(r"\bPASSWORD\s+'((?:[^']|'')*)'", m.group(2), flags=re.I)
-            roles[m.group(1)] = pw.group(1).replace("''", "'") if pw else None
-    return dbs, roles
+            out.roles[m.group(1)] = m.group(2)
+            if re.search(r"\bPASSWORD\s+(E?'|\$)", m.group(2), flags=re.I):
+                out.literal_passwords.append(m.group(1))
+    return out
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -520,6 +626,53 @@ def command_of(svc: dict) -> list[str]:
     if cmd is None:
         return []
     return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def argv_of(svc: dict) -> list[str]:
+    """What the container runs: `entrypoint` + `command` (the OMS image has no ENTRYPOINT)."""
+    ep = svc.get("entrypoint")
+    if ep is None:
+        ep = []
+    elif isinstance(ep, str):
+        ep = shlex.split(ep)
+    return [str(e) for e in ep] + command_of(svc)
+
+
+def restart_policy(svc: dict) -> str:
+    return str(svc.get("restart", "no")).split(":", 1)[0]
+
+
+def is_one_shot(svc: dict) -> bool:
+    return restart_policy(svc) in ("no", "on-failure")
+
+
+@dataclass
+class Script:
+    """A shell script a service runs, as far as the check reads it."""
+
+    path: str  # relative to the root
+    text: str  # without comments
+    required: list[str]  # ${VAR:?...}
+    oms_commands: list[str]  # oms-* words in command position
+    oms_vars: list[str]  # OMS_* variables it sets or reads
+
+
+def read_script(root: Path, rel: str) -> Script | None:
+    p = root / rel
+    if not p.is_file():
+        return None
+    text = "\n".join(
+        line for line in p.read_text(encoding="utf-8").splitlines() if not line.lstrip().startswith("#")
+    )
+    required = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?", text)))
+    commands = sorted(set(re.findall(r"(?:^|[\s;&|(`]|\$\()((?:oms|loadgen)[\w-]*)(?=\s|$)", text, flags=re.M)))
+    commands = [c for c in commands if c.startswith("oms-") or c == "loadgen"]
+    oms_vars = sorted(set(re.findall(r"\b(OMS_[A-Z0-9_]+)", text)))
+    return Script(rel, text, required, commands, oms_vars)
+
+
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|NKEY|SEED|PRIVATE|API_?KEY", flags=re.I)
+_URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", flags=re.I)
 
 
 @dataclass
@@ -588,13 +741,28 @@ def url_port(u: urllib.parse.SplitResult, default: int) -> int | None:
 _URL_IN_TEST = re.compile(r"https?://([^/:\s]+):(\d+)(/[^\s\"']*)?")
 
 
+@dataclass
+class SecretsService:
+    """The `secrets` one-shot (compose/make-secrets.sh), as the other checks need it."""
+
+    name: str
+    env: dict[str, str]
+    out_dir: str
+    roles: list[str]
+    # recipient name (an identity, or `postgres`) -> the volume mounted at <out_dir>/<name>
+    recipients: dict[str, str]
+
+
 class Checker:
     def __init__(self, root: Path):
         self.root = root
         self.packages = workspace_packages(root)
         self.binaries = {b: p for p in self.packages for b in p.binaries}
         self.config = parse_config_rs(root / CONFIG_RS)
+        self.identities = identity_names(root)
         self.nats_version = nats_server_version(root)
+        self.secrets: list[SecretsService] = []
+        self._services: dict = {}
 
     # -- helpers --
 
@@ -611,6 +779,27 @@ class Checker:
             return None
         return ".".join(env_name[len(prefix) :].split(self.config.env_split)).lower()
 
+    def identity_of(self, argv: list[str]) -> str | None:
+        """The broker identity a command connects as, or None when it does not connect."""
+        if not argv:
+            return None
+        binary = argv[0]
+        if binary == "oms-provision":
+            return "provisioner" if "topology" in argv[1:] else None
+        if binary in TOOL_IDENTITIES:
+            return TOOL_IDENTITIES[binary]
+        section = binary[len("oms-") :] if binary.startswith("oms-") else None
+        if section in self.config.service_sections:
+            return section
+        return None
+
+    def volume_users(self, services: dict, volume: str) -> list[tuple[str, Mount]]:
+        return [(n, m) for n, s in services.items() for m in mounts_of(s) if m.kind == "volume" and m.source == volume]
+
+    def secrets_writing(self, volume: str) -> list[tuple[SecretsService, str]]:
+        """(secrets service, recipient) pairs that fill `volume`."""
+        return [(sec, r) for sec in self.secrets for r, v in sec.recipients.items() if v == volume]
+
     # -- the whole file --
 
     def check(self, doc: dict, schema: dict, name: str = "compose.yaml") -> Problems:
@@ -623,25 +812,31 @@ class Checker:
         services = {k: v for k, v in services.items() if isinstance(v, dict)}
         declared_volumes = set((doc.get("volumes") or {}).keys())
         used_volumes: set[str] = set()
+        self.secrets = self.find_secrets_services(services)
+        self._services = services
 
         for sname, svc in services.items():
             at = f"services.{sname}"
             self.check_mounts(at, svc, declared_volumes, used_volumes, problems)
             self.check_depends(at, svc, services, problems)
             self.check_env_names(at, svc, problems)
+            self.check_no_secrets(at, svc, problems)
+            self.check_scripts_mounted(at, svc, problems)
             if "build" in svc:
                 facts = self.image_facts(at, svc["build"], problems)
                 if facts is not None:
                     self.check_oms_service(at, sname, svc, services, facts, problems)
             image = str(svc.get("image", ""))
             if image.split("/")[-1].startswith("nats:"):
-                self.check_nats_node(at, svc, problems)
+                self.check_nats_node(at, sname, svc, problems)
             if image.split("/")[-1].startswith("postgres:"):
-                self.check_postgres(at, svc, problems)
+                self.check_postgres(at, sname, svc, problems)
 
         for v in sorted(declared_volumes - used_volumes):
             problems.add(f"volumes.{v}", "declared but no service mounts it")
         self.check_cluster(services, problems)
+        self.check_one_shots(services, problems)
+        self.check_secrets_services(services, problems)
         return problems
 
     # -- per service --
@@ -665,27 +860,151 @@ class Checker:
             elif cond == "service_healthy" and healthcheck_test(services[dep]) is None:
                 problems.add(f"{at}.depends_on.{dep}", "waits for service_healthy, but that service has no health check")
 
+    def check_oms_var(self, where: str, k: str, problems: Problems) -> None:
+        """An OMS_* variable must name a config key (a leaf)."""
+        key = self.config_key(k)
+        if key is None or k[len(self.config.env_prefix) :].upper() in self.config.env_ignored:
+            return
+        try:
+            node = self.config.lookup(key)
+        except KeyError:
+            parent = key.rsplit(".", 1)[0] if "." in key else ""
+            try:
+                sub = self.config.lookup(parent) if parent else self.config.tree
+            except KeyError:
+                parent, sub = "", self.config.tree
+            known = ", ".join(sorted(sub)) if isinstance(sub, dict) else ""
+            hint = f" (keys{' under ' + parent if parent else ''}: {known})" if known else ""
+            problems.add(where, f"no config key `{key}` in {CONFIG_RS}{hint}")
+            return
+        if isinstance(node, dict):
+            problems.add(where, f"`{key}` is a table in {CONFIG_RS}; set one of its keys: {', '.join(sorted(node))}")
+
     def check_env_names(self, at, svc, problems):
         for k in env_of(svc):
-            key = self.config_key(k)
-            if key is None:
+            self.check_oms_var(f"{at}.environment.{k}", k, problems)
+
+    def check_no_secrets(self, at, svc, problems):
+        """Secrets are made per installation, never written in the file."""
+        for k, v in env_of(svc).items():
+            # A variable that names where a secret is (a file, a folder) is fine.
+            if v and _SECRET_NAME.search(k) and not re.search(r"(_FILE|_DIR|_PATH|PASSFILE)$", k.upper()):
+                problems.add(f"{at}.environment.{k}", "a secret in compose.yaml: let the secrets one-shot make it "
+                             f"and give it to the service as a file ({SECRETS_SCRIPT})")
+            if _URL_PASSWORD.search(v):
+                problems.add(f"{at}.environment.{k}", "a password in a URL in compose.yaml: leave it out "
+                             "(a database password comes from the service's pgpass file, PGPASSFILE)")
+
+    def check_scripts_mounted(self, at, svc, problems):
+        argv = argv_of(svc)
+        if len(argv) >= 2 and argv[0] in SHELLS and argv[1].startswith("/"):
+            mount = next((m for m in mounts_of(svc) if m.target == argv[1]), None)
+            if mount is None or mount.kind != "bind":
+                problems.add(f"{at}.command", f"{argv[0]} {argv[1]}: no file of the repository is mounted there")
+            elif not mount.read_only:
+                problems.add(f"{at}.volumes", f"mount {mount.source} read-only (:ro)")
+
+    def script_of(self, svc) -> Script | None:
+        argv = argv_of(svc)
+        if len(argv) < 2 or argv[0] not in SHELLS:
+            return None
+        mount = next((m for m in mounts_of(svc) if m.target == argv[1] and m.kind == "bind"), None)
+        if mount is None:
+            return None
+        return read_script(self.root, str(PurePosixPath(mount.source)))
+
+    # -- the secrets one-shot --
+
+    def find_secrets_services(self, services) -> list[SecretsService]:
+        found = []
+        for sname, svc in services.items():
+            script = self.script_of(svc)
+            if script is None or script.path != SECRETS_SCRIPT:
                 continue
-            if k[len(self.config.env_prefix) :].upper() in self.config.env_ignored:
+            env = env_of(svc)
+            out_dir = str(PurePosixPath(env.get("OUT_DIR", "/nonexistent")))
+            recipients = {}
+            for m in mounts_of(svc):
+                t = PurePosixPath(m.target)
+                if str(t.parent) == out_dir:
+                    recipients[t.name] = m.source if m.kind == "volume" else ""
+            found.append(SecretsService(sname, env, out_dir, env.get("POSTGRES_ROLES", "").split(), recipients))
+        return found
+
+    def check_secrets_services(self, services, problems):
+        if not self.secrets:
+            problems.add("services", f"no service runs {SECRETS_SCRIPT}: who makes the seeds and passwords?")
+        for sec in self.secrets:
+            at = f"services.{sec.name}"
+            svc = services[sec.name]
+            if svc.get("network_mode") != "none":
+                problems.add(f"{at}.network_mode", "set it to none: the one-shot that holds every secret needs no network")
+            mounts = mounts_of(svc)
+            store = str(PurePosixPath(sec.env.get("SECRETS_DIR", "")))
+            originals = next((m for m in mounts if m.target == store), None)
+            if originals is None or originals.kind != "volume" or not originals.source:
+                problems.add(f"{at}.volumes", f"SECRETS_DIR {store}: mount a named volume there (the originals)")
+            else:
+                for other, _ in self.volume_users(services, originals.source):
+                    if other != sec.name:
+                        problems.add(f"services.{other}.volumes", f"mounts '{originals.source}', which holds every secret of "
+                                     f"the installation: only {sec.name} may")
+            for recipient, volume in sorted(sec.recipients.items()):
+                where = f"{at}.volumes"
+                if recipient != "postgres" and recipient not in self.identities:
+                    problems.add(where, f"{sec.out_dir}/{recipient}: '{recipient}' is not a broker identity "
+                                 f"({IDENTITY_RS}: {', '.join(self.identities)}) nor postgres")
+                if not volume:
+                    problems.add(where, f"{sec.out_dir}/{recipient}: mount a named volume there")
+                    continue
+                m = next(m for m in mounts if m.source == volume)
+                if m.read_only:
+                    problems.add(where, f"{volume} is read-only here: {sec.name} writes into it")
+                users = [n for n, _ in self.volume_users(services, volume) if n != sec.name]
+                if not users:
+                    problems.add(where, f"{volume} ({recipient}'s secrets) is mounted by no other service")
+            for role in sec.roles:
+                if not re.fullmatch(r"[a-z_][a-z0-9_]*", role):
+                    problems.add(f"{at}.environment.POSTGRES_ROLES", f"'{role}' is not a plain role name")
+
+    @staticmethod
+    def creds_dir(eff: dict) -> str:
+        """nats.creds_dir, empty meaning <data_dir>/creds (as Config::creds_dir has it)."""
+        creds = str(get_dotted(eff, "nats.creds_dir") or "")
+        if not creds:
+            creds = str(PurePosixPath(str(get_dotted(eff, "data_dir") or "data")) / "creds")
+        return str(PurePosixPath(creds))
+
+    def creds_volume(self, at, sname, svc, identity, eff, services, problems) -> str | None:
+        """Checks where `identity`'s seed comes from; returns the volume holding it."""
+        creds = self.creds_dir(eff)
+        mount = next((m for m in mounts_of(svc) if m.target == creds), None)
+        if mount is None or mount.kind != "volume" or not mount.source:
+            problems.add(f"{at}.volumes", f"nats.creds_dir {creds}: mount the volume with {identity}'s seed there (read-only)")
+            return None
+        if not mount.read_only:
+            problems.add(f"{at}.volumes", f"mount {mount.source} read-only (:ro): {sname} only reads its seed")
+        if not self.secrets:
+            return mount.source  # check_secrets_services says that nobody makes the seeds
+        writers = self.secrets_writing(mount.source)
+        if not writers:
+            problems.add(f"{at}.volumes", f"{mount.source}: no secrets one-shot fills it ({SECRETS_SCRIPT} fills the "
+                         f"volume mounted at <OUT_DIR>/{identity})")
+        deps = depends_healthy(svc)
+        for sec, recipient in writers:
+            if recipient != identity:
+                problems.add(f"{at}.volumes", f"{mount.source} holds {recipient}'s seed, but {sname} connects as {identity}")
+            if deps.get(sec.name) != "service_completed_successfully":
+                problems.add(f"{at}.depends_on", f"{sec.name} (it makes the seed) must be waited for with "
+                             "condition: service_completed_successfully")
+        # Nobody of another identity may read it.
+        owner = writers[0][1] if writers else identity
+        for other, _m in self.volume_users(services, mount.source):
+            if any(other == sec.name for sec in self.secrets):
                 continue
-            try:
-                node = self.config.lookup(key)
-            except KeyError:
-                parent = key.rsplit(".", 1)[0] if "." in key else ""
-                try:
-                    sub = self.config.lookup(parent) if parent else self.config.tree
-                except KeyError:
-                    parent, sub = "", self.config.tree
-                known = ", ".join(sorted(sub)) if isinstance(sub, dict) else ""
-                hint = f" (keys{' under ' + parent if parent else ''}: {known})" if known else ""
-                problems.add(f"{at}.environment.{k}", f"no config key `{key}` in {CONFIG_RS}{hint}")
-                continue
-            if isinstance(node, dict):
-                problems.add(f"{at}.environment.{k}", f"`{key}` is a table in {CONFIG_RS}; set one of its keys: {', '.join(sorted(node))}")
+            if self.identity_of(argv_of(services[other])) != owner:
+                problems.add(f"services.{other}.volumes", f"mounts {mount.source}: it could read {owner}'s seed")
+        return mount.source
 
     # -- the image built from the Dockerfile --
 
@@ -799,12 +1118,18 @@ class Checker:
                 commands.add(PurePosixPath(dest).name)
             if "from" not in flags and len(sources) == 1:
                 config_files[dest] = ctx / sources[0]
+        user = "root"
+        for ins in final.instructions:
+            if ins.cmd == "USER":
+                user = ins.args.split(":", 1)[0].strip()
         return {
             "where": where,
             "commands": commands,
             "binaries": set(binaries),
             "env": stage_vars(final, "ENV"),
             "config_files": config_files,
+            "dirs": stage_dirs(final),
+            "user": user,
         }
 
     # -- a service of the OMS image --
@@ -835,12 +1160,45 @@ class Checker:
                 set_dotted(eff, key, v)
         return eff
 
+    def check_mount_points(self, at, svc, facts, problems):
+        """A new named volume takes the owner of the image's folder it is mounted on."""
+        user = facts["user"]
+        for m in mounts_of(svc):
+            if m.kind != "volume" or not m.source:
+                continue
+            owner = facts["dirs"].get(str(PurePosixPath(m.target)))
+            if owner is None:
+                problems.add(f"{at}.volumes", f"{m.target}: the image has no such folder ({facts['where']}: make it, "
+                             f"owned by {user}), so a new volume '{m.source}' would be owned by root")
+            elif owner != user:
+                problems.add(f"{at}.volumes", f"{m.target} is owned by {owner} in the image ({facts['where']}), "
+                             f"but the image runs as {user}")
+
+    def check_script(self, at, svc, facts, problems):
+        script = self.script_of(svc)
+        if script is None:
+            return  # check_scripts_mounted says why
+        env = {**facts["env"], **env_of(svc)}
+        for var in script.required:
+            if var not in env:
+                problems.add(f"{at}.environment", f"{var} is not set, but {script.path} requires it")
+        for c in script.oms_commands:
+            if c not in facts["commands"]:
+                problems.add(f"{script.path}", f"runs '{c}', which is not a command of the image "
+                             f"({', '.join(sorted(facts['commands']))})")
+        for v in script.oms_vars:
+            self.check_oms_var(f"{script.path}: {v}", v, problems)
+
     def check_oms_service(self, at, sname, svc, services, facts, problems):
-        cmd = command_of(svc)
-        if not cmd:
+        self.check_mount_points(at, svc, facts, problems)
+        argv = argv_of(svc)
+        if not argv:
             problems.add(f"{at}.command", "missing: name the binary to run (the image holds several)")
             return
-        binary = cmd[0]
+        if argv[0] in SHELLS:
+            self.check_script(at, svc, facts, problems)
+            return
+        binary = argv[0]
         if binary not in self.binaries:
             problems.add(f"{at}.command", f"'{binary}' is not a binary of the workspace ({', '.join(sorted(self.binaries))})")
             return
@@ -849,35 +1207,52 @@ class Checker:
         eff = self.effective_config(at, svc, facts, problems)
         pkg = self.binaries[binary]
         section = binary[len("oms-") :] if binary.startswith("oms-") else binary
-        if section not in self.config.service_sections:
-            return  # a tool such as oms-dlq: no port, no health check to compare
-
-        # Health check: GET /readyz on the service's port, with a command the image has.
-        port = get_dotted(eff, f"{section}.http_port")
-        test = healthcheck_test(svc)
-        if test is None:
-            problems.add(f"{at}.healthcheck", f"missing: GET /readyz on port {port}")
-        else:
-            if test[0] == "CMD" and len(test) > 1 and test[1] not in facts["commands"]:
-                problems.add(f"{at}.healthcheck.test", f"'{test[1]}' is not a command of the image ({', '.join(sorted(facts['commands']))})")
-            urls = [_URL_IN_TEST.search(t) for t in test[1:]]
-            urls = [u for u in urls if u]
-            if not urls:
-                problems.add(f"{at}.healthcheck.test", "names no http://host:port/path URL")
-            for u in urls:
-                if str(u.group(2)) != str(port):
-                    problems.add(f"{at}.healthcheck.test", f"asks port {u.group(2)}, but {sname} listens on {section}.http_port = {port}")
-                if (u.group(3) or "/") != "/readyz":
-                    problems.add(f"{at}.healthcheck.test", f"asks {u.group(3) or '/'}, expected /readyz")
-
-        # The edge (the HTTP API) is published on its port.
-        if section == "edge":
-            want = self.config.defaults.get("edge.http_port")
-            pairs = published_ports(svc)
-            if not any(str(t) == str(port) and p == want for p, t in pairs):
-                problems.add(f"{at}.ports", f"must publish the API: \"{want}:{port}\" (host {want} -> edge.http_port {port})")
-
+        identity = self.identity_of(argv)
+        is_service = section in self.config.service_sections
         deps = depends_healthy(svc)
+
+        if is_service:
+            # Health check: GET /readyz on the service's port, with a command the image has.
+            port = get_dotted(eff, f"{section}.http_port")
+            test = healthcheck_test(svc)
+            if test is None:
+                problems.add(f"{at}.healthcheck", f"missing: GET /readyz on port {port}")
+            else:
+                if test[0] == "CMD" and len(test) > 1 and test[1] not in facts["commands"]:
+                    problems.add(f"{at}.healthcheck.test", f"'{test[1]}' is not a command of the image ({', '.join(sorted(facts['commands']))})")
+                urls = [_URL_IN_TEST.search(t) for t in test[1:]]
+                urls = [u for u in urls if u]
+                if not urls:
+                    problems.add(f"{at}.healthcheck.test", "names no http://host:port/path URL")
+                for u in urls:
+                    if str(u.group(2)) != str(port):
+                        problems.add(f"{at}.healthcheck.test", f"asks port {u.group(2)}, but {sname} listens on {section}.http_port = {port}")
+                    if (u.group(3) or "/") != "/readyz":
+                        problems.add(f"{at}.healthcheck.test", f"asks {u.group(3) or '/'}, expected /readyz")
+
+            # The edge (the HTTP API) is published on its port.
+            if section == "edge":
+                want = self.config.defaults.get("edge.http_port")
+                pairs = published_ports(svc)
+                if not any(str(t) == str(port) and p == want for p, t in pairs):
+                    problems.add(f"{at}.ports", f"must publish the API: \"{want}:{port}\" (host {want} -> edge.http_port {port})")
+
+            # The topology: streams, buckets and consumers exist before a service starts.
+            provisioners = [n for n, s in services.items() if argv_of(s)[:1] == ["oms-provision"] and "topology" in argv_of(s)]
+            if not provisioners:
+                problems.add(f"{at}.depends_on", "no service runs `oms-provision topology`: nobody may create the "
+                             f"streams, buckets and consumers {sname} needs but the provisioner")
+            elif not any(deps.get(p) == "service_completed_successfully" for p in provisioners):
+                problems.add(f"{at}.depends_on", f"{provisioners[0]} (oms-provision topology) must be waited for with "
+                             f"condition: service_completed_successfully: {sname} is not ready before the topology exists")
+
+        if identity is None:
+            return  # a tool that does not connect to NATS
+        if identity not in self.identities:
+            problems.add(f"{at}.command", f"{binary} connects as '{identity}', which is not a broker identity "
+                         f"({IDENTITY_RS}: {', '.join(self.identities)})")
+        creds_volume = self.creds_volume(at, sname, svc, identity, eff, services, problems)
+
         # NATS: every seed is a nats node of this file, on its client port, waited for.
         nats_url = str(get_dotted(eff, "nats.url") or "")
         nodes = 0
@@ -898,6 +1273,8 @@ class Checker:
         if replicas is not None and nodes and str(replicas).isdigit() and int(replicas) > nodes:
             problems.add(f"{at}: streams.replicas", f"{replicas} replicas, but nats.url names {nodes} node(s)")
 
+        if not is_service:
+            return
         # SQL: a service with migrations gets a database of the postgres service, if there is one.
         has_sql = (self.root / pkg.dir / "migrations").is_dir()
         db_url = str(get_dotted(eff, f"{section}.database_url") or "")
@@ -908,9 +1285,9 @@ class Checker:
         if db_url.startswith(("postgres://", "postgresql://")):
             if not has_sql:
                 problems.add(f"{at}: {section}.database_url", f"{sname} has no SQL store (no {pkg.dir}/migrations)")
-            self.check_database_url(at, section, db_url, services, deps, problems)
+            self.check_database_url(at, sname, section, identity, db_url, svc, services, deps, eff, creds_volume, problems)
 
-    def check_database_url(self, at, section, url, services, deps, problems):
+    def check_database_url(self, at, sname, section, identity, url, svc, services, deps, eff, creds_volume, problems):
         u = urllib.parse.urlsplit(url)
         where = f"{at}: {section}.database_url"
         target = services.get(u.hostname or "")
@@ -921,19 +1298,40 @@ class Checker:
             problems.add(where, f"port {u.netloc.rsplit(':', 1)[-1]}: the postgres service listens on 5432")
         if deps.get(u.hostname) != "service_healthy":
             problems.add(f"{at}.depends_on", f"{u.hostname} (its database) must be waited for with condition: service_healthy")
-        dbs, roles = self.postgres_facts(target)
+        init = self.postgres_facts(target)
         db = u.path.lstrip("/")
+        user = urllib.parse.unquote(u.username or "")
         if not db:
             problems.add(where, "names no database")
-        elif db not in dbs:
-            problems.add(where, f"database '{db}' is not created by the postgres service (creates: {', '.join(sorted(dbs))})")
-        user = urllib.parse.unquote(u.username or "")
-        if user not in roles:
-            problems.add(where, f"user '{user}' is not created by the postgres service (roles: {', '.join(sorted(roles))})")
-        elif roles[user] is not None and urllib.parse.unquote(u.password or "") != roles[user]:
-            problems.add(where, f"the password of user '{user}' differs from the one the postgres service sets")
+        elif db not in init.dbs:
+            problems.add(where, f"database '{db}' is not created by the postgres service (creates: {', '.join(sorted(init.dbs))})")
+        elif init.owners.get(db) != user:
+            problems.add(where, f"database '{db}' is owned by {init.owners.get(db, 'the superuser')}, not by {user or '(no user)'}: "
+                         "each service's role owns its database")
+        if user not in init.roles:
+            problems.add(where, f"user '{user}' is not created by the postgres service (roles: {', '.join(sorted(init.roles))})")
+        # The password: from the pgpass file the secrets one-shot writes for this identity.
+        want_role = f"oms_{identity}"
+        if user and user != want_role:
+            problems.add(where, f"user '{user}': {SECRETS_SCRIPT} writes {sname}'s pgpass for the role {want_role}")
+        for other, osvc in services.items():
+            if other == sname or "build" not in osvc:
+                continue
+            for k, v in env_of(osvc).items():
+                ou = urllib.parse.urlsplit(v) if v.startswith(("postgres://", "postgresql://")) else None
+                if ou and ou.hostname == u.hostname and urllib.parse.unquote(ou.username or "") == user and user:
+                    problems.add(where, f"user '{user}' is also {other}'s: one role per service")
+        for sec in self.secrets:
+            if creds_volume and sec.recipients.get(identity) == creds_volume and want_role not in sec.roles:
+                problems.add(f"services.{sec.name}.environment.POSTGRES_ROLES", f"lacks {want_role}: {sname} would get no password")
+        creds = self.creds_dir(eff)
+        pgpass = env_of(svc).get("PGPASSFILE")
+        if not pgpass:
+            problems.add(f"{at}.environment", f"set PGPASSFILE={creds}/pgpass: {sname}'s database password is there")
+        elif str(PurePosixPath(pgpass)) != f"{creds}/pgpass":
+            problems.add(f"{at}.environment.PGPASSFILE", f"{pgpass}: {SECRETS_SCRIPT} writes it to {creds}/pgpass")
 
-    def postgres_facts(self, svc) -> tuple[set[str], dict[str, str | None]]:
+    def postgres_facts(self, svc) -> InitSql:
         env = env_of(svc)
         superuser = env.get("POSTGRES_USER", "postgres")
         inits = [
@@ -941,27 +1339,68 @@ class Checker:
             for m in mounts_of(svc)
             if m.kind == "bind" and m.target.startswith("/docker-entrypoint-initdb.d/") and m.source.endswith(".sql")
         ]
-        dbs, roles = sql_init_facts([p for p in inits if p.is_file()])
-        dbs.add(env.get("POSTGRES_DB", superuser))
-        dbs.add("postgres")
-        roles.setdefault(superuser, env.get("POSTGRES_PASSWORD"))
-        return dbs, roles
+        init = sql_init_facts([p for p in inits if p.is_file()])
+        init.dbs.add(env.get("POSTGRES_DB", superuser))
+        init.dbs.add("postgres")
+        init.roles.setdefault(superuser, "SUPERUSER LOGIN")
+        return init
 
-    def check_postgres(self, at, svc, problems):
-        dbs, roles = self.postgres_facts(svc)
+    def check_postgres(self, at, sname, svc, problems):
+        init = self.postgres_facts(svc)
+        env = env_of(svc)
         for m in mounts_of(svc):
             if m.kind == "bind" and m.target.startswith("/docker-entrypoint-initdb.d/") and not m.read_only:
                 problems.add(f"{at}.volumes", f"mount {m.source} read-only (:ro)")
         test = healthcheck_test(svc) or []
-        for flag, known, what in (("-U", roles, "role"), ("-d", dbs, "database")):
+        for flag, known, what in (("-U", init.roles, "role"), ("-d", init.dbs, "database")):
             if flag in test:
                 i = test.index(flag)
                 if i + 1 < len(test) and test[i + 1] not in known:
                     problems.add(f"{at}.healthcheck.test", f"{flag} {test[i + 1]}: no such {what} is created")
+        for role in init.literal_passwords:
+            problems.add(f"{at}.volumes", f"the init SQL sets the password of '{role}' in the repository: read it "
+                         f"from the file {SECRETS_SCRIPT} makes")
+        # The passwords: the superuser's from POSTGRES_PASSWORD_FILE, in the volume the secrets
+        # one-shot fills for postgres; every role that logs in gets one.
+        superuser = env.get("POSTGRES_USER", "postgres")
+        pw_file = env.get("POSTGRES_PASSWORD_FILE")
+        if not pw_file:
+            if not env.get("POSTGRES_PASSWORD"):
+                problems.add(f"{at}.environment", "set POSTGRES_PASSWORD_FILE to the superuser's password in the volume "
+                             f"{SECRETS_SCRIPT} fills for postgres")
+            return
+        folder = str(PurePosixPath(pw_file).parent)
+        mount = next((m for m in mounts_of(svc) if m.target == folder), None)
+        if mount is None or mount.kind != "volume" or not mount.source:
+            problems.add(f"{at}.environment.POSTGRES_PASSWORD_FILE", f"{pw_file}: mount the volume with the database "
+                         f"passwords at {folder}")
+            return
+        if not mount.read_only:
+            problems.add(f"{at}.volumes", f"mount {mount.source} read-only (:ro)")
+        if PurePosixPath(pw_file).name != f"{superuser}.password":
+            problems.add(f"{at}.environment.POSTGRES_PASSWORD_FILE", f"{pw_file}: {SECRETS_SCRIPT} names it {superuser}.password")
+        if not self.secrets:
+            return  # check_secrets_services says that nobody makes the passwords
+        writers = self.secrets_writing(mount.source)
+        if not writers:
+            problems.add(f"{at}.volumes", f"{mount.source}: no secrets one-shot fills it (the volume at <OUT_DIR>/postgres)")
+        for sec, recipient in writers:
+            if recipient != "postgres":
+                problems.add(f"{at}.volumes", f"{mount.source} holds {recipient}'s secrets, not the database passwords")
+            if depends_healthy(svc).get(sec.name) != "service_completed_successfully":
+                problems.add(f"{at}.depends_on", f"{sec.name} (it makes the passwords) must be waited for with "
+                             "condition: service_completed_successfully")
+            for role, rest in sorted(init.roles.items()):
+                logs_in = role == superuser or (re.search(r"\bLOGIN\b", rest, flags=re.I) and not re.search(r"\bNOLOGIN\b", rest, flags=re.I))
+                if logs_in and role not in sec.roles:
+                    problems.add(f"services.{sec.name}.environment.POSTGRES_ROLES", f"lacks {role}: that role would have no password")
+            for role in sec.roles:
+                if role not in init.roles:
+                    problems.add(f"services.{sec.name}.environment.POSTGRES_ROLES", f"{role} is no role of {sname}")
 
     # -- nats --
 
-    def check_nats_node(self, at, svc, problems):
+    def check_nats_node(self, at, sname, svc, problems):
         env = env_of(svc)
         cmd = command_of(svc)
         image = str(svc.get("image", ""))
@@ -976,28 +1415,68 @@ class Checker:
             elif w.startswith("--config="):
                 conf = w.split("=", 1)[1]
         if conf is None:
+            problems.add(f"{at}.command", "no --config: the node would start without the generated authorization "
+                         "and accept anonymous clients")
             return
-        mount = next((m for m in mounts_of(svc) if m.target == conf), None)
-        if mount is None or mount.kind != "bind":
-            problems.add(f"{at}.command", f"--config {conf}: no file of the repository is mounted there")
-            return
-        if not mount.read_only:
-            problems.add(f"{at}.volumes", f"mount {mount.source} read-only (:ro)")
-        path = self.root / mount.source
+        mounts = mounts_of(svc)
+        template = None
+        direct = next((m for m in mounts if m.target == conf), None)
+        if direct is not None and direct.kind == "bind":
+            problems.add(f"{at}.command", f"--config {conf} is {direct.source} itself, without the generated "
+                         "authorization: the node would accept anonymous clients; start it from the secrets "
+                         "one-shot's NATS_SERVER_CONFIG")
+            template = direct
+        else:
+            folder = str(PurePosixPath(conf).parent)
+            mount = next((m for m in mounts if m.target == folder), None)
+            sec = next((x for x in self.secrets if str(PurePosixPath(x.env.get("NATS_SERVER_CONFIG", ""))) == conf), None)
+            if sec is None:
+                problems.add(f"{at}.command", f"--config {conf}: no secrets one-shot writes it (its NATS_SERVER_CONFIG)")
+                return
+            sec_mount = next((m for m in mounts_of(self._services[sec.name]) if m.target == folder), None)
+            if mount is None or mount.kind != "volume" or sec_mount is None or mount.source != sec_mount.source:
+                problems.add(f"{at}.volumes", f"mount the volume {sec.name} writes {conf} into at {folder}, "
+                             "the same folder as there (the include in it is relative)")
+            elif not mount.read_only:
+                problems.add(f"{at}.volumes", f"mount {mount.source} read-only (:ro)")
+            if depends_healthy(svc).get(sec.name) != "service_completed_successfully":
+                problems.add(f"{at}.depends_on", f"{sec.name} (it writes {conf}) must be waited for with "
+                             "condition: service_completed_successfully")
+            base = str(PurePosixPath(sec.env.get("NATS_BASE_CONFIG", "")))
+            template = next((m for m in mounts if m.target == base), None)
+            if template is None or template.kind != "bind":
+                problems.add(f"{at}.volumes", f"{conf} includes {base} (NATS_BASE_CONFIG of {sec.name}): "
+                             "mount the repository's config template there")
+                return
+        if not template.read_only:
+            problems.add(f"{at}.volumes", f"mount {template.source} read-only (:ro)")
+        path = self.root / template.source
         if not path.is_file():
             return  # reported by check_mounts
         text = re.sub(r"#[^\n]*", "", path.read_text(encoding="utf-8"))
         for var in sorted(set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", text))):
             if var not in env:
-                problems.add(f"{at}.environment", f"{var} is not set, but {mount.source} uses ${var}")
+                problems.add(f"{at}.environment", f"{var} is not set, but {template.source} uses ${var}")
         store = env.get("NATS_STORE_DIR")
-        if store and not any(m.kind == "volume" and m.source and m.target == store for m in mounts_of(svc)):
+        if store and not any(m.kind == "volume" and m.source and m.target == store for m in mounts):
             problems.add(f"{at}.volumes", f"NATS_STORE_DIR {store} is not a named volume: the JetStream store would not persist")
         http = env.get("NATS_HTTP_PORT")
         for t in (healthcheck_test(svc) or [])[1:]:
             u = _URL_IN_TEST.search(t)
             if u and http and u.group(2) != http:
                 problems.add(f"{at}.healthcheck.test", f"asks port {u.group(2)}, but NATS_HTTP_PORT is {http}")
+
+    # -- one-shots --
+
+    def check_one_shots(self, services, problems):
+        awaited = {d for s in services.values() for d, c in depends_healthy(s).items() if c == "service_completed_successfully"}
+        for sname, svc in services.items():
+            if sname in awaited and not is_one_shot(svc):
+                problems.add(f"services.{sname}.restart", f"'{svc.get('restart')}': others wait for it to end "
+                             "(service_completed_successfully), so it must not be restarted: restart: \"no\"")
+            if "build" in svc and restart_policy(svc) == "no" and not svc.get("profiles") and sname not in awaited:
+                problems.add(f"services.{sname}", "a one-shot nobody waits for (service_completed_successfully): "
+                             "`docker compose up --wait` would wait for it to keep running")
 
     def check_cluster(self, services, problems):
         nodes = {
@@ -1049,24 +1528,27 @@ MUTATIONS = [
     ("health check with a missing tool", "'curl' is not a command of the image",
      lambda d: _svc(d, "payment")["healthcheck"].update(test=["CMD", "curl", "-f", "http://127.0.0.1:8093/readyz"])),
     ("unknown OMS_ variable", "customer.databse_url",
-     lambda d: _svc(d, "customer")["environment"].update(OMS_CUSTOMER__DATABSE_URL="postgres://oms:oms@postgres:5432/oms_customer")),
+     lambda d: _svc(d, "customer")["environment"].update(OMS_CUSTOMER__DATABSE_URL="postgres://oms_customer@postgres:5432/oms_customer")),
     ("unknown config section", "no config key `shipping.http_port`",
      lambda d: _svc(d, "edge")["environment"].update(OMS_SHIPPING__HTTP_PORT="1")),
     ("port moved without its health check", "listens on inventory.http_port = 9092",
      lambda d: _svc(d, "inventory")["environment"].update(OMS_INVENTORY__HTTP_PORT="9092")),
     ("edge not published", "must publish the API", lambda d: _svc(d, "edge").pop("ports")),
     ("missing mounted file", "nats-cluster.cnf",
-     lambda d: _svc(d, "nats-2").update(volumes=["./nats-cluster.cnf:/etc/nats/nats-cluster.conf:ro", "nats-2:/data"])),
+     lambda d: _svc(d, "nats-2").update(volumes=["./nats-cluster.cnf:/etc/nats/nats-cluster.conf:ro", "nats-auth:/nats-auth:ro", "nats-2:/data"])),
     ("missing build context", "build context ./nope", lambda d: _svc(d, "order").update(build="./nope")),
     ("undeclared volume", "'nats-9' is not declared",
-     lambda d: _svc(d, "nats-3").update(volumes=["./nats-cluster.conf:/etc/nats/nats-cluster.conf:ro", "nats-9:/data"])),
+     lambda d: _svc(d, "nats-3").update(volumes=["./nats-cluster.conf:/etc/nats/nats-cluster.conf:ro", "nats-auth:/nats-auth:ro", "nats-9:/data"])),
     ("template variable not set", "NATS_CLUSTER_PORT is not set", lambda d: _svc(d, "nats-1")["environment"].pop("NATS_CLUSTER_PORT")),
     ("route to no node", "'nats-4' is not a nats node",
      lambda d: _svc(d, "nats-1")["environment"].update(NATS_ROUTE_3="nats-route://nats-4:6222")),
     ("database not created", "database 'oms_orders'",
-     lambda d: _svc(d, "order")["environment"].update(OMS_ORDER__DATABASE_URL="postgres://oms:oms@postgres:5432/oms_orders")),
-    ("wrong database password", "password of user 'oms'",
-     lambda d: _svc(d, "inventory")["environment"].update(OMS_INVENTORY__DATABASE_URL="postgres://oms:x@postgres:5432/oms_inventory")),
+     lambda d: _svc(d, "order")["environment"].update(OMS_ORDER__DATABASE_URL="postgres://oms_order@postgres:5432/oms_orders")),
+    ("password in a database URL", "a password in a URL",
+     lambda d: _svc(d, "inventory")["environment"].update(OMS_INVENTORY__DATABASE_URL="postgres://oms_inventory:x@postgres:5432/oms_inventory")),
+    ("two services, one role", "one role per service",
+     lambda d: _svc(d, "inventory")["environment"].update(OMS_INVENTORY__DATABASE_URL="postgres://oms_customer@postgres:5432/oms_inventory")),
+    ("database password not in reach", "set PGPASSFILE=/creds/pgpass", lambda d: _svc(d, "order")["environment"].pop("PGPASSFILE")),
     ("SQL service on SQLite", "set OMS_ORDER__DATABASE_URL", lambda d: _svc(d, "order")["environment"].pop("OMS_ORDER__DATABASE_URL")),
     ("database not waited for", "postgres (its database) must be waited for",
      lambda d: _svc(d, "customer")["depends_on"].pop("postgres")),
@@ -1076,6 +1558,36 @@ MUTATIONS = [
     ("schema: bad duration", "'5 seconds'", lambda d: _svc(d, "edge")["healthcheck"].update(interval="5 seconds")),
     ("more replicas than nodes", "3 replicas, but nats.url names 1 node",
      lambda d: _svc(d, "payment")["environment"].update(OMS_NATS__URL="nats://nats-1:4222")),
+    # Identities and secrets.
+    ("anonymous nats node", "accept anonymous clients",
+     lambda d: _svc(d, "nats-1").update(command=["--config", "/etc/nats/nats-cluster.conf"])),
+    ("node config nobody writes", "no secrets one-shot writes it",
+     lambda d: _svc(d, "nats-2").update(command=["--config", "/nats-auth/other.conf"])),
+    ("another identity's seed", "it could read payment's seed",
+     lambda d: _svc(d, "customer").update(volumes=["creds-payment:/creds:ro"])),
+    ("seed volume writable", "read-only (:ro): order only reads its seed", lambda d: _svc(d, "order").update(volumes=["creds-order:/creds"])),
+    ("no seed", "nats.creds_dir /creds: mount the volume with inventory's seed", lambda d: _svc(d, "inventory").update(volumes=[])),
+    ("secret in the file", "a secret in compose.yaml",
+     lambda d: _svc(d, "edge")["environment"].update(OMS_AUTH__HS256_SECRET="0123456789abcdef0123456789abcdef")),
+    ("superuser password in the file", "POSTGRES_PASSWORD: a secret in compose.yaml",
+     lambda d: _svc(d, "postgres")["environment"].update(POSTGRES_PASSWORD="postgres")),
+    ("superuser password from elsewhere", "mount the volume with the database passwords at /run/elsewhere",
+     lambda d: _svc(d, "postgres")["environment"].update(POSTGRES_PASSWORD_FILE="/run/elsewhere/postgres.password")),
+    ("service before the topology", "is not ready before the topology exists", lambda d: _svc(d, "customer")["depends_on"].pop("provision")),
+    ("seed before it is made", "(it makes the seed) must be waited for", lambda d: _svc(d, "order")["depends_on"].pop("secrets")),
+    ("one-shot that restarts", "must not be restarted", lambda d: _svc(d, "provision").update(restart="unless-stopped")),
+    ("one-shot nobody waits for", "a one-shot nobody waits for", lambda d: _svc(d, "payment").update(restart="no")),
+    ("script variable not set", "NATS_SERVER_CONFIG is not set, but compose/make-secrets.sh requires it",
+     lambda d: _svc(d, "secrets")["environment"].pop("NATS_SERVER_CONFIG")),
+    ("script not mounted", "bash /oms/make-secrets.sh: no file of the repository is mounted there",
+     lambda d: _svc(d, "secrets")["volumes"].remove("./compose/make-secrets.sh:/oms/make-secrets.sh:ro")),
+    ("secrets on the network", "needs no network", lambda d: _svc(d, "secrets").pop("network_mode")),
+    ("originals shared", "holds every secret of the installation",
+     lambda d: _svc(d, "edge").update(volumes=["creds-edge:/creds:ro", "secrets:/oms/secrets:ro"])),
+    ("recipient that is no identity", "'custmer' is not a broker identity",
+     lambda d: _svc(d, "secrets").update(volumes=[v.replace("/oms/out/customer", "/oms/out/custmer") for v in _svc(d, "secrets")["volumes"]])),
+    ("role without a password", "lacks oms_order",
+     lambda d: _svc(d, "secrets")["environment"].update(POSTGRES_ROLES="postgres oms_customer oms_inventory")),
 ]
 
 
@@ -1091,7 +1603,19 @@ FILE_MUTATIONS = [
     ("renamed crate", "'oms-customer' is not a binary", "customer/Cargo.toml", 'name = "oms-customer"', 'name = "oms-customers"'),
     ("init SQL missing", "compose/postgres-init.sql does not exist", "compose/postgres-init.sql", None, None),
     ("database no longer created", "database 'oms_inventory' is not created", "compose/postgres-init.sql",
-     "CREATE DATABASE oms_inventory OWNER oms;", ""),
+     "CREATE DATABASE oms_inventory OWNER oms_inventory;", ""),
+    ("password written in the init SQL", "sets the password of 'oms_order' in the repository", "compose/postgres-init.sql",
+     "CREATE ROLE oms_order LOGIN PASSWORD :'order_pw';", "CREATE ROLE oms_order LOGIN PASSWORD 'oms';"),
+    ("secrets script runs a missing binary", "runs 'oms-provison'", "compose/make-secrets.sh",
+     "oms-provision creds --base", "oms-provison creds --base"),
+    ("secrets script sets an unknown OMS_ variable", "no config key `nats.cred_dir`", "compose/make-secrets.sh",
+     "OMS_NATS__CREDS_DIR=", "OMS_NATS__CRED_DIR="),
+    ("mount point not in the image", "/creds: the image has no such folder", "Dockerfile",
+     "0700 /creds /oms/secrets", "0700 /oms/secrets"),
+    ("mount point owned by root", "/nats-auth is owned by root in the image", "Dockerfile",
+     "install -d -o oms -g oms -m 0755 /data /nats-auth", "install -d -m 0755 /data /nats-auth"),
+    ("identity renamed", "'operator' is not a broker identity", "shared/src/identity.rs",
+     'Identity::Operator => "operator"', 'Identity::Operator => "operators"'),
     ("config key renamed", "no config key `customer.database_url`", "shared/src/config.rs",
      "pub database_url: String,", "pub db_url: String,"),
     ("default port changed", "listens on payment.http_port = 9093", "shared/src/config.rs", "payment: service(8093)", "payment: service(9093)"),
