@@ -324,11 +324,10 @@ cat <<EOF
 
   Place an order as OMS-Cust-001 (the token is valid for 12 hours; more with
   target/release/oms-token --customer <id>, or --operator):
-    TOKEN=$TOKEN
-    curl -i -X POST localhost:$EDGE_PORT/orders -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"customerId":"OMS-Cust-001","totalAmount":2599.99,"productIds":["item1","item2"]}'
+    curl -i -X POST localhost:$EDGE_PORT/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"customerId":"OMS-Cust-001","totalAmount":2599.99,"productIds":["item1","item2"]}'
 
   Then follow it with the orderId from the answer (or its Location header):
-    curl -H "Authorization: Bearer \$TOKEN" localhost:$EDGE_PORT/orders/<orderId>
+    curl -H "Authorization: Bearer $TOKEN" localhost:$EDGE_PORT/orders/<orderId>
 
   Look inside with the nats CLI as the read-only observer:
     nats --server $OMS_NATS__URL --nkey $DATA/creds/observer.nk --inbox-prefix _INBOX_observer stream ls
