@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use oms_shared::identity::Identity;
-use oms_shared::testing::{NatsServer, eventually};
+use oms_shared::testing::{NatsServer, TestBroker, eventually};
 use oms_shared::{Config, topology};
 
 pub use oms_edge::auth::Role;

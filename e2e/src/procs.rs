@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::testing::{NatsCluster, NatsServer, eventually, free_port};
+use crate::testing::{NatsCluster, NatsServer, TestBroker, eventually, free_port};
 use crate::{DEADLINE, SERVICES, SQL_SERVICES, database_url, unique_tag};
 
 /// The folder holding the `oms-*` binaries, built first if needed (a no-op after

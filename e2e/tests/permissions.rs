@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use oms_shared::identity::{Identity, LOADGEN_STREAM};
 use oms_shared::provision;
-use oms_shared::testing::{NatsCluster, NatsServer};
+use oms_shared::testing::{NatsCluster, NatsServer, TestBroker};
 
 /// One raw client connection: what the server says to each command, nothing more.
 struct Probe {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use oms_e2e::{DEADLINE, ORDERS, PAYMENTS, Stack, items_body, original_body};
 use oms_shared::identity::Identity;
-use oms_shared::testing::eventually;
+use oms_shared::testing::{TestBroker, eventually};
 use oms_shared::{Envelope, Event};
 use serde_json::json;
 

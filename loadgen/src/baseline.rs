@@ -147,6 +147,7 @@ async fn publish(
 mod tests {
     use super::*;
     use oms_shared::identity::Identity;
+    use oms_shared::testing::TestBroker;
 
     #[test]
     fn a_saga_shaped_hop_gives_every_message_its_own_subject_under_the_filter() {

@@ -2,6 +2,7 @@
 //! a short sweep must account for every order it sent by the event that ended it, split them
 //! into confirmed and rejected as `--reject-share` says, and write its report and plot.
 
+use oms_e2e::testing::TestBroker;
 use oms_e2e::{ORDERS, Stack};
 use serde_json::Value;
 

@@ -248,7 +248,7 @@ mod tests {
     use super::*;
     use futures::TryStreamExt;
     use oms_shared::events::PaymentProcessed;
-    use oms_shared::testing::NatsServer;
+    use oms_shared::testing::{NatsServer, TestBroker};
     use oms_shared::{Item, Money, OrderSnapshot};
     use sqlx::Row;
 

@@ -6,6 +6,7 @@
 //! `scripts/test.sh` installs it), else `nats-server` on `PATH`. A missing binary fails the test
 //! loudly: a test that cannot run must not pass.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,12 +30,67 @@ fn server_config(dir: &Path, base: &str) -> PathBuf {
     out
 }
 
-/// A config that reaches the server at `url` with the identities in `creds`.
-fn config_for(url: String, creds: PathBuf) -> Config {
-    let mut config = Config::default();
-    config.nats.url = url;
-    config.nats.creds_dir = creds;
-    config
+/// What a test does with a broker it started, one node or a cluster: reach it as one of its
+/// identities, and create the topology on it.
+pub trait TestBroker {
+    /// The client URL(s), as `nats.url` takes them.
+    fn url(&self) -> String;
+    /// The folder of the temporary store holding the seeds of its identities.
+    fn store(&self) -> &Path;
+
+    /// Where the seeds of its identities are.
+    fn creds_dir(&self) -> PathBuf {
+        self.store().join("creds")
+    }
+
+    /// A default config that reaches it with its identities.
+    fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.nats.url = self.url();
+        config.nats.creds_dir = self.creds_dir();
+        config
+    }
+
+    /// A client connected as `identity`.
+    fn connect_as(&self, identity: Identity) -> impl Future<Output = async_nats::Client> {
+        let config = self.config();
+        async move { connect_as(&config, identity).await }
+    }
+
+    /// Creates the topology with `config`'s settings, as the provisioner.
+    fn provision(&self, config: &Config) -> impl Future<Output = ()> {
+        let config = config.clone();
+        async move {
+            provision::topology(&config, PROVISION_WAIT)
+                .await
+                .expect("the provisioner creates the topology");
+        }
+    }
+}
+
+impl TestBroker for NatsServer {
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn store(&self) -> &Path {
+        self.store.path()
+    }
+}
+
+impl TestBroker for NatsCluster {
+    fn url(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect();
+        urls.join(",")
+    }
+
+    fn store(&self) -> &Path {
+        self.store.path()
+    }
 }
 
 /// A nats-server with JetStream, owned by one test.
@@ -57,34 +113,8 @@ impl NatsServer {
         }
     }
 
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// Where this server's identities' seeds are.
-    pub fn creds_dir(&self) -> PathBuf {
-        self.store.path().join("creds")
-    }
-
-    /// A default config that reaches this server with its identities.
-    pub fn config(&self) -> Config {
-        config_for(self.url(), self.creds_dir())
-    }
-
-    /// A client connected as `identity`.
-    pub async fn connect_as(&self, identity: Identity) -> async_nats::Client {
-        connect_as(&self.config(), identity).await
-    }
-
-    /// Creates the topology with `config`'s settings, as the provisioner.
-    pub async fn provision(&self, config: &Config) {
-        provision::topology(config, PROVISION_WAIT)
-            .await
-            .expect("the provisioner creates the topology");
     }
 
     /// Kills the server hard (SIGKILL), keeping its store.
@@ -290,41 +320,9 @@ impl NatsCluster {
         cluster
     }
 
-    /// All three client URLs, comma-separated (what `nats.url` takes).
-    pub fn url(&self) -> String {
-        let urls: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("nats://127.0.0.1:{}", n.port))
-            .collect();
-        urls.join(",")
-    }
-
     /// The client port of `node`.
     pub fn port(&self, node: usize) -> u16 {
         self.nodes[node].port
-    }
-
-    /// Where the cluster's identities' seeds are.
-    pub fn creds_dir(&self) -> PathBuf {
-        self.store.path().join("creds")
-    }
-
-    /// A default config that reaches the cluster with its identities.
-    pub fn config(&self) -> Config {
-        config_for(self.url(), self.creds_dir())
-    }
-
-    /// A client connected as `identity`.
-    pub async fn connect_as(&self, identity: Identity) -> async_nats::Client {
-        connect_as(&self.config(), identity).await
-    }
-
-    /// Creates the topology with `config`'s settings, as the provisioner.
-    pub async fn provision(&self, config: &Config) {
-        provision::topology(config, PROVISION_WAIT)
-            .await
-            .expect("the provisioner creates the topology");
     }
 
     /// The node's server name (`nats-1`…), as stream info names leaders and replicas.
