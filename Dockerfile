@@ -21,7 +21,7 @@
 # ---- build ----
 FROM rust:1.95.0-bookworm AS build
 # The five services; the dead-letter tool and the broker's set-up (oms-dlq, oms-provision, in the
-# oms-shared package); the edge's development tokens (oms-token, in oms-edge).
+# oms-ops package); the edge's development tokens (oms-token, in oms-edge).
 ARG OMS_BINARIES="oms-edge oms-customer oms-inventory oms-payment oms-order oms-dlq oms-provision oms-token"
 # SQL is checked at run time; never look for a database while compiling.
 ENV SQLX_OFFLINE=true
@@ -42,7 +42,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bins \
-        -p oms-edge -p oms-customer -p oms-inventory -p oms-payment -p oms-order -p oms-shared \
+        -p oms-edge -p oms-customer -p oms-inventory -p oms-payment -p oms-order -p oms-ops \
  && mkdir -p /out \
  && for bin in $OMS_BINARIES; do \
         install -m 0755 "target/release/$bin" /out/ || exit 1; \

@@ -30,7 +30,7 @@ fi
 ensure_rust
 if ((BUILD)); then
     log_info "building the services and loadgen (cargo build --release)"
-    cargo build --release -p oms-shared -p oms-edge -p oms-customer -p oms-inventory \
+    cargo build --release -p oms-ops -p oms-edge -p oms-customer -p oms-inventory \
         -p oms-payment -p oms-order -p loadgen
 fi
 

@@ -17,7 +17,7 @@
      image, or `bash SCRIPT` with SCRIPT a mounted file of the repository, whose own commands
      (oms-*) are binaries of the image, whose OMS_* variables are config keys, and whose required
      variables (${VAR:?}) the service sets;
-   - every OMS_* variable is a key of the services' config (shared/src/config.rs);
+   - every OMS_* variable is a key of the services' config (shared/config/src/lib.rs);
    - each service's health check asks GET /readyz on the port the service listens on
      (built-in default < oms.toml profile < environment), and the edge publishes its port;
    - the NATS URLs and database URLs point at services of this file (with the right ports,
@@ -27,14 +27,14 @@
      every variable of the config template it includes, routes name the nodes.
 3. Secrets (compose/make-secrets.sh, the `secrets` one-shot): no password, secret or seed in the
    file (no such variable, no password in a URL); every NATS client mounts, read-only at its
-   nats.creds_dir, a volume that the one-shot fills for its identity (shared/src/identity.rs) and
+   nats.creds_dir, a volume that the one-shot fills for its identity (shared/topology/src/identity.rs) and
    that no container of another identity mounts; the originals' volume is the one-shot's alone;
    each SQL service logs in as its own role (no two share one), which the init SQL creates and
    owns its database, with the password from its pgpass file (PGPASSFILE); the postgres superuser's
    password comes from a file the one-shot writes; one-shots do not restart, and `up --wait` can
    see them end.
    Workspace binaries come from the crates' Cargo.toml files and src/bin/, config keys and
-   defaults from shared/src/config.rs, identities from shared/src/identity.rs: nothing about them
+   defaults from shared/config/src/lib.rs, identities from shared/topology/src/identity.rs: nothing about them
    is written down twice here.
 
 Paths in the checked file are relative to the repository root (where compose.yaml lives).
@@ -66,8 +66,8 @@ except ModuleNotFoundError as e:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "ci" / "compose-spec.json"
-CONFIG_RS = Path("shared/src/config.rs")
-IDENTITY_RS = Path("shared/src/identity.rs")
+CONFIG_RS = Path("shared/config/src/lib.rs")
+IDENTITY_RS = Path("shared/topology/src/identity.rs")
 LIB_SH = Path("scripts/lib.sh")
 # The one-shot that makes the installation's secrets and hands each recipient its own.
 SECRETS_SCRIPT = "compose/make-secrets.sh"
@@ -218,7 +218,7 @@ def workspace_packages(root: Path) -> list[Package]:
 
 @dataclass
 class ConfigModel:
-    """The services' config as shared/src/config.rs defines it."""
+    """The services' config as shared/config/src/lib.rs defines it."""
 
     tree: dict  # key -> subtree (dict) or None (a leaf)
     defaults: dict  # dotted key -> default value, where config.rs states a literal
@@ -545,7 +545,7 @@ def nats_server_version(root: Path) -> str | None:
 
 
 def identity_names(root: Path) -> list[str]:
-    """The broker identities' names, from `Identity::name` in shared/src/identity.rs."""
+    """The broker identities' names, from `Identity::name` in shared/topology/src/identity.rs."""
     path = root / IDENTITY_RS
     if not path.is_file():
         raise SystemExit(f"{IDENTITY_RS}: missing; the compose check reads the broker identities there")
@@ -1594,7 +1594,7 @@ MUTATIONS = [
 # Broken copies of the project's other files: (case, expected text, file, old text, new text).
 FILE_MUTATIONS = [
     ("image without a binary", "'oms-dql' is not a binary", "Dockerfile", "oms-order oms-dlq", "oms-order oms-dql"),
-    ("binary not built", "does not build package oms-shared", "Dockerfile", " -p oms-shared", ""),
+    ("binary not built", "does not build package oms-ops", "Dockerfile", " -p oms-ops", ""),
     ("config file not in the image", "/app/oms.toml is not a file the image copies in", "Dockerfile",
      "COPY oms.toml /app/oms.toml", "COPY oms.toml /etc/oms.toml"),
     ("health check script left out of the context", "compose/oms-healthcheck.sh is excluded by .dockerignore",
@@ -1614,11 +1614,11 @@ FILE_MUTATIONS = [
      "0700 /creds /oms/secrets", "0700 /oms/secrets"),
     ("mount point owned by root", "/nats-auth is owned by root in the image", "Dockerfile",
      "install -d -o oms -g oms -m 0755 /data /nats-auth", "install -d -m 0755 /data /nats-auth"),
-    ("identity renamed", "'operator' is not a broker identity", "shared/src/identity.rs",
+    ("identity renamed", "'operator' is not a broker identity", "shared/topology/src/identity.rs",
      'Identity::Operator => "operator"', 'Identity::Operator => "operators"'),
-    ("config key renamed", "no config key `customer.database_url`", "shared/src/config.rs",
+    ("config key renamed", "no config key `customer.database_url`", "shared/config/src/lib.rs",
      "pub database_url: String,", "pub db_url: String,"),
-    ("default port changed", "listens on payment.http_port = 9093", "shared/src/config.rs", "payment: service(8093)", "payment: service(9093)"),
+    ("default port changed", "listens on payment.http_port = 9093", "shared/config/src/lib.rs", "payment: service(8093)", "payment: service(9093)"),
     ("docker profile on one node", "3 replicas, but nats.url names 1 node", "oms.toml",
      'url = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"', 'url = "nats://nats-1:4222"'),
     ("nats image of another version", "but scripts/lib.sh pins", "scripts/lib.sh",

@@ -111,7 +111,7 @@ fi
 
 if ((BUILD)); then
     log_info "building the five services (cargo build --release)"
-    build_args=(-p oms-shared)
+    build_args=(-p oms-ops)
     for svc in "${SERVICES[@]}"; do build_args+=(-p "oms-$svc"); done
     cargo build --release --bins "${build_args[@]}"
 fi

@@ -1,6 +1,6 @@
 //! The customer check, as a pure function.
 
-use oms_shared::{Money, OrderSnapshot, Reason};
+use oms_domain::{Money, OrderSnapshot, Reason};
 
 /// A customer as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub fn decide(customer: Option<&Customer>, order: &OrderSnapshot) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oms_shared::Item;
+    use oms_domain::Item;
 
     fn order(customer: &str) -> OrderSnapshot {
         OrderSnapshot {

@@ -1,7 +1,7 @@
 //! The customer service's SQL: customers and the verdict kept per order.
 
-use oms_shared::db::{Part, Script, fetch_in, uuid};
-use oms_shared::{Money, Reason};
+use oms_domain::{Money, Reason};
+use oms_store::{Part, Script, fetch_in, uuid};
 use std::collections::HashMap;
 
 use sqlx::any::AnyRow;

@@ -8,9 +8,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use oms_shared::identity::Identity;
-use oms_shared::testing::{NatsServer, TestBroker, eventually};
-use oms_shared::{Config, topology};
+use oms_config::Config;
+use oms_testkit::{NatsServer, TestBroker, eventually};
+use oms_topology as topology;
+use oms_topology::identity::Identity;
 
 pub use oms_edge::auth::Role;
 use serde_json::{Value, json};
@@ -19,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use oms_shared::testing;
+pub use oms_testkit as testing;
 
 pub mod procs;
 
@@ -78,7 +79,7 @@ impl Stack {
         services: &[&'static str],
         configure: impl FnOnce(&mut Config),
     ) -> Stack {
-        oms_shared::telemetry::init("warn");
+        oms_host::telemetry::init("warn");
         let nats = NatsServer::start();
         let dir = tempfile::tempdir().expect("creating a temporary folder");
         let mut config = Config {
@@ -328,7 +329,7 @@ pub fn random_secret() -> String {
 }
 
 /// A token of `sub` as `role` signed with `auth.hs256_secret`, valid for an hour.
-pub fn token(auth: &oms_shared::config::AuthConfig, sub: &str, role: Role) -> String {
+pub fn token(auth: &oms_config::AuthConfig, sub: &str, role: Role) -> String {
     oms_edge::auth::mint(
         auth,
         auth.hs256_secret.as_bytes(),
@@ -340,7 +341,7 @@ pub fn token(auth: &oms_shared::config::AuthConfig, sub: &str, role: Role) -> St
 
 /// An HTTP client that sends an operator token with every request (a request's own
 /// `Authorization` header wins), valid for a day: long enough for any test.
-pub fn operator_client(auth: &oms_shared::config::AuthConfig) -> reqwest::Client {
+pub fn operator_client(auth: &oms_config::AuthConfig) -> reqwest::Client {
     let token = oms_edge::auth::mint(
         auth,
         auth.hs256_secret.as_bytes(),

@@ -45,7 +45,7 @@ pub fn bin_dir() -> &'static Path {
 }
 
 /// `config` with the `OMS_*` settings of `env` applied, as a service reads them.
-fn with_env(config: oms_shared::Config, env: &[(String, String)]) -> oms_shared::Config {
+fn with_env(config: oms_config::Config, env: &[(String, String)]) -> oms_config::Config {
     use figment::providers::Serialized;
     let mut figment = figment::Figment::from(Serialized::defaults(config));
     for (key, value) in env {
@@ -74,7 +74,7 @@ impl Broker {
     }
 
     /// A default config that reaches the broker with its identities.
-    pub fn config(&self) -> oms_shared::Config {
+    pub fn config(&self) -> oms_config::Config {
         match self {
             Broker::Single(s) => s.config(),
             Broker::Cluster(c) => c.config(),
@@ -139,7 +139,7 @@ impl Processes {
         ));
         // The topology with the settings the services get (replicas, ack wait...).
         let provisioned = with_env(config, &procs.env);
-        oms_shared::provision::topology(&provisioned, Duration::from_secs(60))
+        oms_bus::provision::topology(&provisioned, Duration::from_secs(60))
             .await
             .expect("the provisioner creates the topology");
         for service in SQL_SERVICES {
@@ -172,22 +172,22 @@ impl Processes {
 
     /// A JetStream context on the broker as the read-only observer, for tests to look inside.
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
-        self.jetstream_as(oms_shared::identity::Identity::Observer)
+        self.jetstream_as(oms_topology::identity::Identity::Observer)
             .await
     }
 
     /// A JetStream context on the broker as `identity`.
     pub async fn jetstream_as(
         &self,
-        identity: oms_shared::identity::Identity,
+        identity: oms_topology::identity::Identity,
     ) -> async_nats::jetstream::Context {
         let client = crate::testing::connect_as(&self.broker.config(), identity).await;
         async_nats::jetstream::new(client)
     }
 
     /// The auth settings the edge runs with (its secret), for tests to mint tokens.
-    pub fn auth(&self) -> oms_shared::config::AuthConfig {
-        let mut auth = oms_shared::config::AuthConfig::default();
+    pub fn auth(&self) -> oms_config::AuthConfig {
+        let mut auth = oms_config::AuthConfig::default();
         if let Some((_, secret)) = self
             .env
             .iter()

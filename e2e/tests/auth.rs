@@ -533,7 +533,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 /// close at once, so none stays open.
 async fn spawn_edge(
     stack: &Stack,
-    tweak: impl FnOnce(&mut oms_shared::Config),
+    tweak: impl FnOnce(&mut oms_config::Config),
 ) -> (
     String,
     CancellationToken,
@@ -642,11 +642,11 @@ async fn request_ids_are_echoed_when_sane_and_made_otherwise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_refuses_to_start_without_auth_outside_dev_or_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let base = oms_shared::Config {
+    let base = oms_config::Config {
         data_dir: dir.path().to_path_buf(),
-        ..oms_shared::Config::default()
+        ..oms_config::Config::default()
     };
-    let refusal = |config: oms_shared::Config, bind: &'static str| async move {
+    let refusal = |config: oms_config::Config, bind: &'static str| async move {
         let listener = TcpListener::bind(bind).await.unwrap();
         let run = oms_edge::run(config, listener, CancellationToken::new());
         let result = tokio::time::timeout(DEADLINE, run)
@@ -737,14 +737,14 @@ async fn a_jwks_edge_takes_rs256_and_refuses_hs256_made_with_its_public_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreadable_event_on_an_order_subject_is_no_order() {
-    use oms_shared::identity::Identity;
+    use oms_topology::identity::Identity;
     let stack = Stack::start().await;
     let id = uuid::Uuid::now_v7();
     stack
         .jetstream_as(Identity::Edge)
         .await
         .publish(
-            oms_shared::topology::order_placed_subject(id),
+            oms_topology::order_placed_subject(id),
             "not an event".into(),
         )
         .await

@@ -4,16 +4,18 @@
 //! failure, on the backend of this run (SQLite, or PostgreSQL with `OMS_TEST_POSTGRES`).
 
 use async_nats::jetstream::{self, message::PublishMessage};
-use oms_e2e::{CUSTOMERS, DEADLINE, INVENTORY, ORDERS, PAYMENTS, Stack, database_url, unique_tag};
-use oms_shared::api::{self, ApiError, GetOrder, GetProduct, OrderStatus, OrderView, ProductView};
-use oms_shared::bus::{
-    self, HEADER_DLQ_ERROR, HEADER_DLQ_SERVICE, HEADER_DLQ_STREAM, HEADER_DLQ_SUBJECT, HandleError,
+use oms_bus::api::{self, ApiError};
+use oms_bus::{
+    self as bus, HEADER_DLQ_ERROR, HEADER_DLQ_SERVICE, HEADER_DLQ_STREAM, HEADER_DLQ_SUBJECT,
+    HandleError,
 };
-use oms_shared::events::Rejection;
-use oms_shared::identity::Identity;
-use oms_shared::testing::eventually;
-use oms_shared::topology::{self, DLQ};
-use oms_shared::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
+use oms_domain::api::{GetOrder, GetProduct, OrderStatus, OrderView, ProductView};
+use oms_domain::events::Rejection;
+use oms_domain::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
+use oms_e2e::{CUSTOMERS, DEADLINE, INVENTORY, ORDERS, PAYMENTS, Stack, database_url, unique_tag};
+use oms_testkit::eventually;
+use oms_topology::identity::Identity;
+use oms_topology::{self as topology, DLQ};
 use uuid::Uuid;
 
 /// The consumers of `orders.placed.*`, by service.
@@ -272,7 +274,7 @@ async fn failure(pool: &sqlx::AnyPool, sql: &str) -> HandleError {
 async fn constraint_violations_are_permanent_and_a_lost_race_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let url = database_url(dir.path(), &unique_tag(), "checked");
-    let pool = oms_shared::db::connect(&url).await.unwrap();
+    let pool = oms_store::connect(&url).await.unwrap();
     for sql in [
         "CREATE TABLE parent (id TEXT PRIMARY KEY)",
         "CREATE TABLE child (id TEXT PRIMARY KEY, \

@@ -84,7 +84,7 @@ async fn lose_a_node_mid_load(victim: Victim) {
     assert_eq!(ids.len(), ORDERS_PLACED, "one order id per idempotency key");
 
     // Every order ends, once.
-    let orders = oms_shared::db::connect(&procs.database_url("order"))
+    let orders = oms_store::connect(&procs.database_url("order"))
         .await
         .unwrap();
     let settle = all_final(&procs, &orders, ORDERS_PLACED, Duration::from_secs(60)).await;

@@ -241,9 +241,9 @@ async fn a_service_started_late_processes_what_waited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
-    use oms_shared::events::Rejection;
-    use oms_shared::identity::Identity;
-    use oms_shared::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
+    use oms_domain::events::Rejection;
+    use oms_domain::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
+    use oms_topology::identity::Identity;
     let stack = Stack::start_with(&["inventory"]).await;
     // Each event by the service whose part it is: the order service rejects, the edge places.
     let (order_service, edge) = (
@@ -268,12 +268,10 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
             detail: "blocked".into(),
         }),
     );
-    oms_shared::bus::publish(&order_service, &rejected)
-        .await
-        .unwrap();
+    oms_bus::publish(&order_service, &rejected).await.unwrap();
     stack.drained(ORDERS, "inventory").await;
     let placed = Envelope::new(order_id, Event::OrderPlaced(order));
-    oms_shared::bus::publish(&edge, &placed).await.unwrap();
+    oms_bus::publish(&edge, &placed).await.unwrap();
     stack.drained(ORDERS, "inventory").await;
     assert_eq!(
         stack
@@ -282,10 +280,10 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
         0
     );
     // Nothing taken: read the product over the service API (no edge runs here).
-    let product: oms_shared::api::ProductView = oms_shared::api::call(
+    let product: oms_domain::api::ProductView = oms_bus::api::call(
         &edge.client(),
-        oms_shared::topology::api::PRODUCTS_GET,
-        &oms_shared::api::GetProduct {
+        oms_topology::api::PRODUCTS_GET,
+        &oms_domain::api::GetProduct {
             product_id: "item4".into(),
         },
     )
@@ -302,7 +300,7 @@ async fn a_deleted_consumer_is_put_back_by_the_provisioner_and_orders_keep_flowi
     // Only the provisioner may delete a consumer, and only it makes one again: the services
     // wait for it (and say so) instead of recreating what is not theirs to create.
     let js = stack
-        .jetstream_as(oms_shared::identity::Identity::Provisioner)
+        .jetstream_as(oms_topology::identity::Identity::Provisioner)
         .await;
     for (durable, stream) in [("customer", ORDERS), ("order-payments", PAYMENTS)] {
         js.delete_consumer_from_stream(durable, stream)

@@ -75,13 +75,13 @@ async fn sigterm_finishes_in_time_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_event_twice_has_one_effect() {
-    use oms_shared::Envelope;
+    use oms_domain::Envelope;
     let stack = Stack::start().await;
     let id = stack
         .place_ok(&items_body("OMS-Cust-001", json!(42), &[("item4", 2)]))
         .await;
     assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
-    use oms_shared::identity::Identity;
+    use oms_topology::identity::Identity;
     let js = stack.jetstream().await;
     // Every event of the order again, by the service that owns its subject: once with its own
     // Nats-Msg-Id (the server drops it), once with a new one (it is stored, and every consumer
@@ -107,7 +107,7 @@ async fn the_same_event_twice_has_one_effect() {
         let js = stack.jetstream_as(owner).await;
         let (event, _) = stack.event(stream, &subject).await;
         let envelope: Envelope = serde_json::from_value(event).unwrap();
-        let ack = oms_shared::bus::publish(&js, &envelope).await.unwrap();
+        let ack = oms_bus::publish(&js, &envelope).await.unwrap();
         assert!(ack.duplicate, "same Nats-Msg-Id is dropped");
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("{subject}.again").as_str());

@@ -252,7 +252,7 @@ async fn with_nats_down_orders_get_503_and_nothing_is_half_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_goes_to_the_dlq_and_orders_behind_it_flow() {
-    use oms_shared::identity::Identity;
+    use oms_topology::identity::Identity;
     let stack = Stack::start().await;
     let js = stack.jetstream().await;
     stack
@@ -300,7 +300,7 @@ async fn a_poison_message_goes_to_the_dlq_and_orders_behind_it_flow() {
     let letters = eventually(DEADLINE, "three dead letters", || {
         let js = js.clone();
         async move {
-            let letters = oms_shared::dlq::list(&js, 1, 100).await.ok()?;
+            let letters = oms_bus::dlq::list(&js, 1, 100).await.ok()?;
             (letters.len() == 3).then_some(letters)
         }
     })
@@ -310,16 +310,16 @@ async fn a_poison_message_goes_to_the_dlq_and_orders_behind_it_flow() {
     assert_eq!(services, ["customer", "inventory", "order"].into());
     assert!(letters.iter().all(|l| l.payload == "this is not an event"));
     let first = letters[0].sequence;
-    let subject = oms_shared::dlq::replay(&js, first).await.unwrap();
+    let subject = oms_bus::dlq::replay(&js, first).await.unwrap();
     assert_eq!(subject, "orders.placed.poison");
     assert_eq!(stack.count(ORDERS, "orders.placed.poison").await, 2);
-    let after = oms_shared::dlq::list(&js, 1, 100).await.unwrap();
+    let after = oms_bus::dlq::list(&js, 1, 100).await.unwrap();
     assert!(
         after.iter().all(|l| l.sequence != first),
         "replayed letter removed"
     );
     assert!(matches!(
-        oms_shared::dlq::replay(&js, first).await,
-        Err(oms_shared::dlq::DlqError::NotFound(_))
+        oms_bus::dlq::replay(&js, first).await,
+        Err(oms_bus::dlq::DlqError::NotFound(_))
     ));
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyPool, Row};
 
 async fn open(procs: &Processes, service: &str) -> AnyPool {
-    oms_shared::db::connect(&procs.database_url(service))
+    oms_store::connect(&procs.database_url(service))
         .await
         .expect("opening a service database")
 }

@@ -13,9 +13,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine as _;
-use oms_shared::identity::{Identity, LOADGEN_STREAM};
-use oms_shared::provision;
-use oms_shared::testing::{NatsCluster, NatsServer, TestBroker};
+use oms_testkit::{NatsCluster, NatsServer, TestBroker};
+use oms_topology::identity::{Identity, LOADGEN_STREAM};
+use oms_topology::provision;
 
 /// One raw client connection: what the server says to each command, nothing more.
 struct Probe {

@@ -4,7 +4,7 @@
 //! leaves nothing behind.
 
 use oms_e2e::{database_url, unique_tag};
-use oms_shared::db::{self, Script, Value};
+use oms_store::{self as db, Script, Value};
 use sqlx::Row;
 
 async fn pool() -> (sqlx::AnyPool, tempfile::TempDir) {

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use oms_domain::{Envelope, Event};
 use oms_e2e::{DEADLINE, ORDERS, PAYMENTS, Stack, items_body, original_body};
-use oms_shared::identity::Identity;
-use oms_shared::testing::{TestBroker, eventually};
-use oms_shared::{Envelope, Event};
+use oms_testkit::{TestBroker, eventually};
+use oms_topology::identity::Identity;
 use serde_json::json;
 
 /// Publishes `event` once on its subject and waits for the PubAck (a refused publish gets none).
@@ -102,9 +102,9 @@ async fn a_forged_rejection_cannot_free_a_confirmed_orders_stock() {
     };
     let rejected = Envelope::new(
         placed.order_id,
-        Event::OrderRejected(oms_shared::events::Rejection {
+        Event::OrderRejected(oms_domain::events::Rejection {
             order,
-            reason: oms_shared::Reason::OutOfStock,
+            reason: oms_domain::Reason::OutOfStock,
             detail: "forged".into(),
         }),
     );

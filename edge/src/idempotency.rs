@@ -127,7 +127,7 @@ fn unavailable(e: impl std::fmt::Display) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oms_shared::{Item, Money};
+    use oms_domain::{Item, Money};
 
     fn order(quantity: u32) -> PlaceOrder {
         PlaceOrder {

@@ -26,14 +26,18 @@ use async_nats::connection::State;
 use async_nats::jetstream::{self, kv};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use oms_shared::api::{
-    self, CustomerView, GetCustomer, GetOrder, GetProduct, ListOrders, OrderPage, OrderStatus,
-    OrderView, ProductView,
+use oms_bus as bus;
+use oms_bus::Bus;
+use oms_bus::api::{self};
+use oms_config::Config;
+use oms_domain::api::{
+    CustomerView, GetCustomer, GetOrder, GetProduct, ListOrders, OrderPage, OrderStatus, OrderView,
+    ProductView,
 };
-use oms_shared::events::EVENT_VERSION;
-use oms_shared::runtime::{self, Bus};
-use oms_shared::topology::{self, api as endpoints};
-use oms_shared::{Config, Envelope, Event, OrderSnapshot, bus};
+use oms_domain::events::EVENT_VERSION;
+use oms_domain::{Envelope, Event, OrderSnapshot};
+use oms_host as runtime;
+use oms_topology::{self as topology, api as endpoints};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -83,7 +87,7 @@ pub async fn run(
     Ok(())
 }
 
-fn check_limits(http: &oms_shared::config::HttpConfig) -> anyhow::Result<()> {
+fn check_limits(http: &oms_config::HttpConfig) -> anyhow::Result<()> {
     let zero = [
         ("http.max_connections", http.max_connections == 0),
         ("http.rate_per_second", http.rate_per_second == 0),

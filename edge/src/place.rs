@@ -4,8 +4,8 @@
 //! `{customerId, totalAmount, items:[{productId, quantity}]}`. The amount is read from its exact
 //! JSON text, so `2599.99` is 259 999 cents and `2599.999` is refused, never rounded.
 
-use oms_shared::money::MoneyError;
-use oms_shared::{Item, Money};
+use oms_domain::money::MoneyError;
+use oms_domain::{Item, Money};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use warp::http::StatusCode;

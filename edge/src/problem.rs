@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use oms_shared::api::ApiError;
+use oms_bus::api::ApiError;
 use serde::Serialize;
 use warp::http::header::HeaderName;
 use warp::http::{HeaderValue, StatusCode};

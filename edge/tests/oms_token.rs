@@ -4,8 +4,8 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use oms_config::AuthConfig;
 use oms_edge::auth::{Caller, Verifier};
-use oms_shared::config::AuthConfig;
 
 const SECRET: &str = "a-test-secret-of-more-than-thirty-two-bytes";
 

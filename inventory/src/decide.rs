@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use oms_shared::{Item, Reason};
+use oms_domain::{Item, Reason};
 use uuid::Uuid;
 
 /// Quantities per product; a product listed twice adds up. Sorted, so that every writer

@@ -3,8 +3,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use oms_shared::Reason;
-use oms_shared::db::{MAX_ROWS, Outcome, Part, Script, Value, uuid};
+use oms_domain::Reason;
+use oms_store::{MAX_ROWS, Outcome, Part, Script, Value, uuid};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;

@@ -12,7 +12,7 @@ use std::time::Instant;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use oms_shared::identity::{LOADGEN_STREAM, LOADGEN_SUBJECTS};
+use oms_topology::identity::{LOADGEN_STREAM, LOADGEN_SUBJECTS};
 
 /// Messages pushed through the hop in a measurement.
 pub const MESSAGES: usize = 50_000;
@@ -146,8 +146,8 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oms_shared::identity::Identity;
-    use oms_shared::testing::TestBroker;
+    use oms_testkit::TestBroker;
+    use oms_topology::identity::Identity;
 
     #[test]
     fn a_saga_shaped_hop_gives_every_message_its_own_subject_under_the_filter() {
@@ -162,7 +162,7 @@ mod tests {
     /// so a lost message would hang it past the deadline) and leave no scratch stream behind.
     #[tokio::test]
     async fn a_hop_moves_its_messages_and_removes_its_stream() {
-        let nats = oms_shared::testing::NatsServer::start();
+        let nats = oms_testkit::NatsServer::start();
         let client = nats.connect_as(Identity::Loadgen).await;
         for shape in [Shape::Plain, Shape::Saga] {
             let rate = tokio::time::timeout(

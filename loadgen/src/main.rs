@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use oms_shared::identity::Identity;
+use oms_topology::identity::Identity;
 use serde::Serialize;
 
 #[derive(Parser, Debug, Clone)]
@@ -131,10 +131,10 @@ struct Report {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = {
-        let mut config = oms_shared::Config::default();
+        let mut config = oms_config::Config::default();
         config.nats.url = args.nats.clone();
         config.nats.creds_dir = args.creds_dir.clone();
-        let client = oms_shared::bus::connect(&config, Identity::Loadgen).await?;
+        let client = oms_bus::connect(&config, Identity::Loadgen).await?;
         // Fail fast on a wrong address or identity instead of retrying in the background.
         tokio::time::timeout(Duration::from_secs(10), client.flush())
             .await

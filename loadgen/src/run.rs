@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use oms_shared::topology;
+use oms_domain::EventKind;
+use oms_topology as topology;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -188,20 +189,22 @@ pub async fn run(
 
     // The ends, straight from the events.
     let mut ends = futures::stream::select(
-        nats.subscribe(topology::ORDERS_CONFIRMED_ALL).await?,
-        nats.subscribe(topology::ORDERS_REJECTED_ALL).await?,
+        nats.subscribe(topology::all_of(EventKind::OrderConfirmed))
+            .await?,
+        nats.subscribe(topology::all_of(EventKind::OrderRejected))
+            .await?,
     );
     // `--stages`: the verdicts and the payment outcome, on the subjects their consumers read.
     let step_subjects = [
-        (0, topology::PAYMENT_CUSTOMERS.filters),
-        (1, topology::PAYMENT_INVENTORY.filters),
-        (2, topology::ORDER_PAYMENTS.filters),
+        (0, topology::PAYMENT_CUSTOMERS.filters()),
+        (1, topology::PAYMENT_INVENTORY.filters()),
+        (2, topology::ORDER_PAYMENTS.filters()),
     ];
     let mut steps = futures::stream::SelectAll::new();
     if args.stages {
         for (stage, filters) in step_subjects {
             for filter in filters {
-                let subscription = nats.subscribe(filter.to_string()).await?;
+                let subscription = nats.subscribe(filter).await?;
                 steps.push(subscription.map(move |m| (stage, m)).boxed());
             }
         }
@@ -225,7 +228,7 @@ pub async fn run(
                 let now = Instant::now();
                 let confirmed = message
                     .subject
-                    .starts_with(topology::ORDERS_CONFIRMED_PREFIX);
+                    .starts_with(topology::step::ORDERS_CONFIRMED);
                 if let Some(id) = order_of(&message.subject) {
                     tracker.ended(id, confirmed, now);
                 }
@@ -385,7 +388,7 @@ fn bearer_token(args: &Args) -> anyhow::Result<Option<String>> {
     if let Some(token) = &args.token {
         return Ok(Some(token.clone()));
     }
-    let config = oms_shared::Config::load()?;
+    let config = oms_config::Config::load()?;
     let Some(secret) = oms_edge::auth::hs256_secret(&config)? else {
         eprintln!(
             "loadgen: no --token and no HS256 secret in the config: sending no token \
@@ -422,7 +425,7 @@ async fn wait_idle(nats: &async_nats::Client) -> anyhow::Result<()> {
     let mut told = false;
     loop {
         let mut busy = 0;
-        for (stream, _) in topology::STREAMS {
+        for (stream, _) in topology::streams() {
             let Ok(stream) = js.get_stream(stream).await else {
                 continue;
             };

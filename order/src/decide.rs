@@ -1,7 +1,7 @@
 //! The order's life, as a pure function: which status an event moves it to.
 
-use oms_shared::api::OrderStatus;
-use oms_shared::{Event, Reason};
+use oms_domain::api::OrderStatus;
+use oms_domain::{Event, Reason};
 
 /// A status change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +40,8 @@ pub fn transition(current: OrderStatus, event: &Event) -> Option<Transition> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oms_shared::events::{PaymentProcessed, Rejection, Snapshot};
-    use oms_shared::{Item, Money, OrderSnapshot};
+    use oms_domain::events::{PaymentProcessed, Rejection, Snapshot};
+    use oms_domain::{Item, Money, OrderSnapshot};
 
     fn order() -> OrderSnapshot {
         OrderSnapshot {

@@ -13,13 +13,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
-use oms_shared::api::{self, ApiError, GetOrder, ListOrders, OrderStatus};
-use oms_shared::bus::{self, HandleError, Handler};
-use oms_shared::db::{self, Script};
-use oms_shared::events::{Rejection, Snapshot};
-use oms_shared::runtime::{self, Bus};
-use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, Reason};
+use oms_bus::Bus;
+use oms_bus::api::{self, ApiError};
+use oms_bus::{self as bus, HandleError, Handler};
+use oms_config::Config;
+use oms_domain::api::{GetOrder, ListOrders, OrderStatus};
+use oms_domain::events::{Rejection, Snapshot};
+use oms_domain::{Envelope, Event, Reason};
+use oms_host as runtime;
+use oms_store::{self as db, Script};
+use oms_topology as topology;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -247,9 +250,9 @@ impl Orders {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
-    use oms_shared::events::PaymentProcessed;
-    use oms_shared::testing::{NatsServer, TestBroker};
-    use oms_shared::{Item, Money, OrderSnapshot};
+    use oms_domain::events::PaymentProcessed;
+    use oms_domain::{Item, Money, OrderSnapshot};
+    use oms_testkit::{NatsServer, TestBroker};
     use sqlx::Row;
 
     /// A batch that holds an event applied before and a new one (a redelivery after a crash
@@ -267,7 +270,8 @@ mod tests {
         nats.provision(&nats.config()).await;
         // The order service's own identity: what it publishes, it may.
         let js = async_nats::jetstream::new(
-            nats.connect_as(oms_shared::identity::Identity::Order).await,
+            nats.connect_as(oms_topology::identity::Identity::Order)
+                .await,
         );
         let orders = Orders {
             pool: pool.clone(),
@@ -329,7 +333,7 @@ mod tests {
             1
         );
         let observer = async_nats::jetstream::new(
-            nats.connect_as(oms_shared::identity::Identity::Observer)
+            nats.connect_as(oms_topology::identity::Identity::Observer)
                 .await,
         );
         let stream = observer.get_stream(topology::ORDERS).await.expect("ORDERS");

@@ -1,12 +1,10 @@
 //! The order service's SQL: the orders projection, its history and the applied event ids.
 
-use oms_shared::api::{ListOrders, OrderPage, OrderStatus, OrderView};
+use oms_domain::api::{ListOrders, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
-use oms_shared::db::{
-    MAX_ROWS, Outcome, Part, Script, Value, execute_in, from_micros, to_micros, uuid,
-};
-use oms_shared::{Item, Money, OrderSnapshot, Reason};
+use oms_domain::{Item, Money, OrderSnapshot, Reason};
+use oms_store::{MAX_ROWS, Outcome, Part, Script, Value, execute_in, from_micros, to_micros, uuid};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;

@@ -41,7 +41,7 @@ pub fn decode(value: &[u8]) -> Result<Join, CodecError> {
 mod tests {
     use super::*;
     use crate::join::{CustomerVerdict, InventoryVerdict, Outcome};
-    use oms_shared::{Item, Money, OrderSnapshot};
+    use oms_domain::{Item, Money, OrderSnapshot};
 
     #[test]
     fn round_trips_every_field() {

@@ -2,7 +2,7 @@
 //! order: a second charge of the same order finds the first one instead of charging again.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
-use oms_shared::Money;
+use oms_domain::Money;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -1,6 +1,6 @@
 //! The payment decision, as pure functions: fold verdicts into the join state, then decide.
 
-use oms_shared::{Money, OrderSnapshot};
+use oms_domain::{Money, OrderSnapshot};
 use serde::{Deserialize, Serialize};
 
 /// The customer check's answer.
@@ -109,7 +109,7 @@ pub fn decide(join: &Join) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oms_shared::Item;
+    use oms_domain::Item;
 
     fn order(cents: i64) -> OrderSnapshot {
         OrderSnapshot {

@@ -13,11 +13,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use oms_shared::bus::{self, HandleError, Handler};
-use oms_shared::events::{PaymentProcessed, Rejection};
-use oms_shared::runtime::{self, Bus};
-use oms_shared::topology;
-use oms_shared::{Config, Envelope, Event, OrderSnapshot, Reason};
+use oms_bus::Bus;
+use oms_bus::{self as bus, HandleError, Handler};
+use oms_config::Config;
+use oms_domain::events::{PaymentProcessed, Rejection};
+use oms_domain::{Envelope, Event, OrderSnapshot, Reason};
+use oms_host as runtime;
+use oms_topology as topology;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -62,7 +62,7 @@ fn mint(args: &Args) -> Result<String, String> {
     if args.ttl.is_zero() {
         return Err("--ttl must be more than 0".into());
     }
-    let config = oms_shared::Config::load().map_err(|e| format!("reading the config: {e}"))?;
+    let config = oms_config::Config::load().map_err(|e| format!("reading the config: {e}"))?;
     let secret = auth::hs256_secret(&config)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {

@@ -6,7 +6,8 @@
 //! Nobody but the provisioner may create, update, delete or purge a stream, a bucket or a
 //! consumer. Replies go to a per-identity inbox prefix, so no identity can read another's.
 
-use crate::topology::{self, ConsumerSpec, api, step};
+use crate as topology;
+use crate::{ConsumerSpec, api, step};
 
 /// A party on the broker. Its credentials live in `<creds_dir>/<name>.nk` (an nkey seed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

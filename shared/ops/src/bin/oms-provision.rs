@@ -1,4 +1,4 @@
-//! `oms-provision`: sets up a broker for the OMS (see `oms_shared::provision`).
+//! `oms-provision`: sets up a broker for the OMS (see `oms_topology::provision`).
 //!
 //!     oms-provision creds [--base nats.conf] [--out <data_dir>/nats-server.conf]
 //!     oms-provision topology [--wait 60s]
@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use oms_shared::{Config, provision, telemetry};
+use oms_bus::provision::topology;
+use oms_config::Config;
+use oms_host::telemetry;
+use oms_topology::provision;
 
 #[derive(Parser)]
 #[command(about = "Identities, server config and topology of the OMS's NATS broker")]
@@ -54,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("writing {}", out.display()))?;
             println!("{}", out.display());
         }
-        Command::Topology { wait } => provision::topology(&config, wait).await?,
+        Command::Topology { wait } => topology(&config, wait).await?,
     }
     Ok(())
 }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::config::Config;
-use crate::identity::Identity;
-use crate::{bus, provision};
+use oms_bus as bus;
+use oms_config::Config;
+use oms_topology::identity::Identity;
+use oms_topology::provision;
 
 /// How long a test waits for a server to take the topology.
 const PROVISION_WAIT: Duration = Duration::from_secs(30);
@@ -61,7 +62,7 @@ pub trait TestBroker {
     fn provision(&self, config: &Config) -> impl Future<Output = ()> {
         let config = config.clone();
         async move {
-            provision::topology(&config, PROVISION_WAIT)
+            bus::provision::topology(&config, PROVISION_WAIT)
                 .await
                 .expect("the provisioner creates the topology");
         }

@@ -1,20 +1,76 @@
-//! Looking at and replaying the dead letters of the DLQ stream.
+//! Dead letters: parking a message a service gave up on, looking at them, replaying one.
 //!
 //! A dead letter keeps the original payload and headers plus `Oms-Dlq-*` headers saying which
 //! service gave up, why, and where the message came from. Replaying publishes it again on its
 //! original subject (with a fresh `Nats-Msg-Id`, or the server's duplicate window could drop it
 //! silently) and removes it from the DLQ.
 
+use std::time::Duration;
+
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::{self, stream::DirectGetErrorKind};
+use async_nats::jetstream::{self, AckKind, Message, stream::DirectGetErrorKind};
 use serde::Serialize;
+use tracing::{error, warn};
 
-use crate::bus::{
+use oms_topology::{self as topology, ConsumerSpec, DLQ};
+
+use crate::{
     HEADER_DLQ_ERROR, HEADER_DLQ_SEQUENCE, HEADER_DLQ_SERVICE, HEADER_DLQ_STREAM,
     HEADER_DLQ_SUBJECT,
 };
-use crate::topology::DLQ;
+
+/// When even the DLQ cannot be written, try the message again after this long.
+const DLQ_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Parks `message` on `dlq.<service>.<subject>` with headers saying why, then terminates it.
+/// If the DLQ itself cannot be written, the message is NAKed instead: it is never dropped.
+pub(crate) async fn dead_letter(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    message: &Message,
+    stream_sequence: u64,
+    error: &str,
+) {
+    error!(durable = spec.durable, subject = %message.subject, error, "giving up on message, sending it to the DLQ");
+    let mut headers = message.headers.clone().unwrap_or_default();
+    // A single-line error keeps the header valid.
+    let error_line: String = error
+        .replace(['\r', '\n'], " ")
+        .chars()
+        .take(1024)
+        .collect();
+    headers.insert(HEADER_DLQ_SERVICE, spec.service);
+    headers.insert(HEADER_DLQ_ERROR, error_line.as_str());
+    headers.insert(HEADER_DLQ_STREAM, spec.stream);
+    headers.insert(HEADER_DLQ_SUBJECT, message.subject.as_str());
+    headers.insert(HEADER_DLQ_SEQUENCE, stream_sequence.to_string().as_str());
+    let subject = topology::dlq_subject(spec.service, &message.subject);
+    let id = format!("{}.{}.{stream_sequence}", spec.durable, spec.stream);
+    let published = match js
+        .send_publish(
+            subject,
+            PublishMessage::build()
+                .payload(message.payload.clone())
+                .headers(headers)
+                .message_id(id),
+        )
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let kind = match published {
+        Ok(()) => AckKind::Term,
+        Err(e) => {
+            warn!(error = %e, "DLQ publish failed, message stays pending");
+            AckKind::Nak(Some(DLQ_RETRY_DELAY))
+        }
+    };
+    if let Err(e) = message.ack_with(kind).await {
+        warn!(error = %e, "term/nak failed");
+    }
+}
 
 /// One parked message.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

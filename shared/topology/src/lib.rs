@@ -1,15 +1,20 @@
-//! The one place that names the topology: streams, subjects, durable consumers, KV buckets and
-//! service-API endpoints, plus [`ensure`], which creates or updates all of them idempotently
-//! (called by the provisioner only: see `provision`).
-//! No other module writes a subject literal.
+//! The one place that names the broker's shape: streams and the kinds of event each keeps,
+//! durable consumers and what they take, KV buckets, service-API subjects, and the identities
+//! allowed to touch each ([`identity`]). Every subject is derived from these tables (an event's
+//! step is its kind's, in `oms-domain`), and [`ensure`] creates or updates all of them
+//! idempotently (as the provisioner only: see [`provision`]).
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, stream};
 use uuid::Uuid;
 
-use crate::config::{ConsumersConfig, StreamsConfig};
-use crate::events::Event;
+use oms_config::{ConsumersConfig, StreamsConfig};
+
+pub mod identity;
+pub mod provision;
+
+use oms_domain::EventKind::{self, *};
 
 pub const ORDERS: &str = "ORDERS";
 pub const CUSTOMERS: &str = "CUSTOMERS";
@@ -17,72 +22,63 @@ pub const INVENTORY: &str = "INVENTORY";
 pub const PAYMENTS: &str = "PAYMENTS";
 pub const DLQ: &str = "DLQ";
 
-/// Every stream with the subjects it owns.
-pub const STREAMS: [(&str, &[&str]); 5] = [
-    (
-        ORDERS,
-        &["orders.placed.*", "orders.confirmed.*", "orders.rejected.*"],
-    ),
-    (
-        CUSTOMERS,
-        &["customers.validated.*", "customers.rejected.*"],
-    ),
+/// Every stream of events with the kinds of event it keeps: its subjects are `<step>.*` of each.
+pub const EVENT_STREAMS: [(&str, &[EventKind]); 4] = [
+    (ORDERS, &[OrderPlaced, OrderConfirmed, OrderRejected]),
+    (CUSTOMERS, &[CustomerValidated, CustomerRejected]),
     (
         INVENTORY,
-        &[
-            "inventory.reserved.*",
-            "inventory.rejected.*",
-            "inventory.released.*",
-        ],
+        &[InventoryReserved, InventoryRejected, InventoryReleased],
     ),
-    (PAYMENTS, &["payments.processed.*", "payments.failed.*"]),
-    (DLQ, &["dlq.>"]),
+    (PAYMENTS, &[PaymentProcessed, PaymentFailed]),
 ];
 
-/// The steps of the saga: an event of a step is published on `<step>.<orderId>`.
+/// The subjects of the DLQ stream: `dlq.<service>.<original subject>`.
+pub const DLQ_SUBJECTS: &str = "dlq.>";
+
+/// Every stream with the subjects it owns, as the provisioner creates them.
+pub fn streams() -> Vec<(&'static str, Vec<String>)> {
+    EVENT_STREAMS
+        .iter()
+        .map(|(name, kinds)| (*name, kinds.iter().map(|k| all_of(*k)).collect()))
+        .chain([(DLQ, vec![DLQ_SUBJECTS.to_string()])])
+        .collect()
+}
+
+/// The stream that keeps events of `kind`.
+pub fn stream_of(kind: EventKind) -> &'static str {
+    EVENT_STREAMS
+        .iter()
+        .find(|(_, kinds)| kinds.contains(&kind))
+        .map(|(name, _)| *name)
+        .expect("every kind of event has its stream")
+}
+
+/// The subjects of every order's events of `kind`: `<step>.*`.
+pub fn all_of(kind: EventKind) -> String {
+    format!("{}.*", kind.step())
+}
+
+/// The steps of the saga, by name: an event of a step is published on `<step>.<orderId>`.
 pub mod step {
-    pub const ORDERS_PLACED: &str = "orders.placed";
-    pub const ORDERS_CONFIRMED: &str = "orders.confirmed";
-    pub const ORDERS_REJECTED: &str = "orders.rejected";
-    pub const CUSTOMERS_VALIDATED: &str = "customers.validated";
-    pub const CUSTOMERS_REJECTED: &str = "customers.rejected";
-    pub const INVENTORY_RESERVED: &str = "inventory.reserved";
-    pub const INVENTORY_REJECTED: &str = "inventory.rejected";
-    pub const INVENTORY_RELEASED: &str = "inventory.released";
-    pub const PAYMENTS_PROCESSED: &str = "payments.processed";
-    pub const PAYMENTS_FAILED: &str = "payments.failed";
-}
+    use oms_domain::EventKind::*;
 
-/// The step an event belongs to.
-pub fn event_step(event: &Event) -> &'static str {
-    match event {
-        Event::OrderPlaced(_) => step::ORDERS_PLACED,
-        Event::OrderConfirmed(_) => step::ORDERS_CONFIRMED,
-        Event::OrderRejected(_) => step::ORDERS_REJECTED,
-        Event::CustomerValidated(_) => step::CUSTOMERS_VALIDATED,
-        Event::CustomerRejected(_) => step::CUSTOMERS_REJECTED,
-        Event::InventoryReserved(_) => step::INVENTORY_RESERVED,
-        Event::InventoryRejected(_) => step::INVENTORY_REJECTED,
-        Event::InventoryReleased(_) => step::INVENTORY_RELEASED,
-        Event::PaymentProcessed(_) => step::PAYMENTS_PROCESSED,
-        Event::PaymentFailed(_) => step::PAYMENTS_FAILED,
-    }
-}
-
-/// The subject an event is published on; also its `Nats-Msg-Id`, unique per order and step.
-pub fn event_subject(event: &Event, order_id: Uuid) -> String {
-    format!("{}.{order_id}", event_step(event))
+    pub const ORDERS_PLACED: &str = OrderPlaced.step();
+    pub const ORDERS_CONFIRMED: &str = OrderConfirmed.step();
+    pub const ORDERS_REJECTED: &str = OrderRejected.step();
+    pub const CUSTOMERS_VALIDATED: &str = CustomerValidated.step();
+    pub const CUSTOMERS_REJECTED: &str = CustomerRejected.step();
+    pub const INVENTORY_RESERVED: &str = InventoryReserved.step();
+    pub const INVENTORY_REJECTED: &str = InventoryRejected.step();
+    pub const INVENTORY_RELEASED: &str = InventoryReleased.step();
+    pub const PAYMENTS_PROCESSED: &str = PaymentProcessed.step();
+    pub const PAYMENTS_FAILED: &str = PaymentFailed.step();
 }
 
 /// Where `orders.placed` of one order is kept, for the edge's read-your-writes fallback.
 pub fn order_placed_subject(order_id: Uuid) -> String {
-    format!("orders.placed.{order_id}")
+    OrderPlaced.subject(order_id)
 }
-
-/// Every order's final announcement, for watchers such as the load generator.
-pub const ORDERS_CONFIRMED_ALL: &str = "orders.confirmed.*";
-pub const ORDERS_REJECTED_ALL: &str = "orders.rejected.*";
-pub const ORDERS_CONFIRMED_PREFIX: &str = "orders.confirmed.";
 
 /// Where a service parks a message it gave up on.
 pub fn dlq_subject(service: &str, original_subject: &str) -> String {
@@ -101,56 +97,64 @@ pub struct ConsumerSpec {
     pub service: &'static str,
     pub durable: &'static str,
     pub stream: &'static str,
-    pub filters: &'static [&'static str],
+    /// The kinds of event it takes, all from `stream`.
+    pub events: &'static [EventKind],
+}
+
+impl ConsumerSpec {
+    /// Its filter subjects: `<step>.*` of each kind it takes.
+    pub fn filters(&self) -> Vec<String> {
+        self.events.iter().map(|k| all_of(*k)).collect()
+    }
 }
 
 pub const CUSTOMER: ConsumerSpec = ConsumerSpec {
     service: "customer",
     durable: "customer",
     stream: ORDERS,
-    filters: &["orders.placed.*"],
+    events: &[OrderPlaced],
 };
 pub const INVENTORY_ORDERS: ConsumerSpec = ConsumerSpec {
     service: "inventory",
     durable: "inventory",
     stream: ORDERS,
-    filters: &["orders.placed.*", "orders.rejected.*"],
+    events: &[OrderPlaced, OrderRejected],
 };
 pub const PAYMENT_CUSTOMERS: ConsumerSpec = ConsumerSpec {
     service: "payment",
     durable: "payment-customers",
     stream: CUSTOMERS,
-    filters: &["customers.>"],
+    events: &[CustomerValidated, CustomerRejected],
 };
 pub const PAYMENT_INVENTORY: ConsumerSpec = ConsumerSpec {
     service: "payment",
     durable: "payment-inventory",
     stream: INVENTORY,
-    filters: &["inventory.reserved.*", "inventory.rejected.*"],
+    events: &[InventoryReserved, InventoryRejected],
 };
 pub const ORDER_ORDERS: ConsumerSpec = ConsumerSpec {
     service: "order",
     durable: "order-orders",
     stream: ORDERS,
-    filters: &["orders.placed.*"],
+    events: &[OrderPlaced],
 };
 pub const ORDER_CUSTOMERS: ConsumerSpec = ConsumerSpec {
     service: "order",
     durable: "order-customers",
     stream: CUSTOMERS,
-    filters: &["customers.rejected.*"],
+    events: &[CustomerRejected],
 };
 pub const ORDER_INVENTORY: ConsumerSpec = ConsumerSpec {
     service: "order",
     durable: "order-inventory",
     stream: INVENTORY,
-    filters: &["inventory.rejected.*"],
+    events: &[InventoryRejected],
 };
 pub const ORDER_PAYMENTS: ConsumerSpec = ConsumerSpec {
     service: "order",
     durable: "order-payments",
     stream: PAYMENTS,
-    filters: &["payments.>"],
+    events: &[PaymentProcessed, PaymentFailed],
 };
 
 /// Every durable consumer, as the provisioner creates them.
@@ -207,10 +211,10 @@ pub enum TopologyError {
 
 /// Creates or updates every stream and bucket (idempotent; safe from many processes at once).
 pub async fn ensure(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<(), TopologyError> {
-    for (name, subjects) in STREAMS {
+    for (name, subjects) in streams() {
         js.create_or_update_stream(stream::Config {
             name: name.to_string(),
-            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            subjects,
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             max_age: cfg.max_age,
@@ -265,7 +269,7 @@ pub async fn ensure_consumer(
 ) -> Result<consumer::PullConsumer, TopologyError> {
     let config = consumer::pull::Config {
         durable_name: Some(spec.durable.to_string()),
-        filter_subjects: spec.filters.iter().map(|s| s.to_string()).collect(),
+        filter_subjects: spec.filters(),
         deliver_policy: consumer::DeliverPolicy::All,
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: cfg.ack_wait,

@@ -8,8 +8,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use oms_shared::identity::Identity;
-use oms_shared::{Config, bus, dlq};
+use oms_bus::{self as bus, dlq};
+use oms_config::Config;
+use oms_topology::identity::Identity;
 
 #[derive(Parser)]
 #[command(about = "Look at and replay the OMS's dead letters")]

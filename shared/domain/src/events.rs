@@ -99,8 +99,13 @@ pub struct PaymentProcessed {
 }
 
 /// The event itself: `type` names the variant, `data` holds its payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::EnumDiscriminants)]
 #[serde(tag = "type", content = "data")]
+#[strum_discriminants(
+    name(EventKind),
+    derive(Hash, strum::EnumIter, strum::IntoStaticStr),
+    doc = "The kind of an [`Event`], without its payload; its name is the `type` field."
+)]
 pub enum Event {
     OrderPlaced(OrderSnapshot),
     OrderConfirmed(Snapshot),
@@ -115,20 +120,13 @@ pub enum Event {
 }
 
 impl Event {
+    pub fn kind(&self) -> EventKind {
+        EventKind::from(self)
+    }
+
     /// The `type` field, repeated in the `Oms-Event-Type` header.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Event::OrderPlaced(_) => "OrderPlaced",
-            Event::OrderConfirmed(_) => "OrderConfirmed",
-            Event::OrderRejected(_) => "OrderRejected",
-            Event::CustomerValidated(_) => "CustomerValidated",
-            Event::CustomerRejected(_) => "CustomerRejected",
-            Event::InventoryReserved(_) => "InventoryReserved",
-            Event::InventoryRejected(_) => "InventoryRejected",
-            Event::InventoryReleased(_) => "InventoryReleased",
-            Event::PaymentProcessed(_) => "PaymentProcessed",
-            Event::PaymentFailed(_) => "PaymentFailed",
-        }
+        self.kind().into()
     }
 
     /// The order as it was placed; every event carries it.
@@ -156,6 +154,31 @@ impl Event {
             | Event::PaymentFailed(r) => Some(r),
             _ => None,
         }
+    }
+}
+
+impl EventKind {
+    /// The saga step an event of this kind announces: it is published on `<step>.<orderId>`
+    /// (the streams and consumers that carry each step are in `oms-topology`).
+    pub const fn step(self) -> &'static str {
+        match self {
+            EventKind::OrderPlaced => "orders.placed",
+            EventKind::OrderConfirmed => "orders.confirmed",
+            EventKind::OrderRejected => "orders.rejected",
+            EventKind::CustomerValidated => "customers.validated",
+            EventKind::CustomerRejected => "customers.rejected",
+            EventKind::InventoryReserved => "inventory.reserved",
+            EventKind::InventoryRejected => "inventory.rejected",
+            EventKind::InventoryReleased => "inventory.released",
+            EventKind::PaymentProcessed => "payments.processed",
+            EventKind::PaymentFailed => "payments.failed",
+        }
+    }
+
+    /// `<step>.<orderId>`: the subject of this kind of event of one order, also its
+    /// `Nats-Msg-Id` (unique per order and step).
+    pub fn subject(self, order_id: Uuid) -> String {
+        format!("{}.{order_id}", self.step())
     }
 }
 
@@ -380,7 +403,7 @@ impl Envelope {
             if !canonical || step.is_empty() {
                 return Err(unparsable());
             }
-            if step != crate::topology::event_step(&self.event) {
+            if step != self.event.kind().step() {
                 return Err(Invalid::Type {
                     subject: subject.to_string(),
                     event_type: self.event.type_name(),
@@ -397,7 +420,7 @@ impl Envelope {
 
     /// The subject this event is published on: `<family>.<step>.<orderId>`.
     pub fn subject(&self) -> String {
-        crate::topology::event_subject(&self.event, self.order_id)
+        self.event.kind().subject(self.order_id)
     }
 
     /// W3C trace context: one trace per order (the order id is the trace id), a span per event.
@@ -552,7 +575,7 @@ mod tests {
     fn a_subject_of_another_order_is_refused_naming_both() {
         let other = Uuid::now_v7();
         for env in envelopes(&snapshot()) {
-            let subject = crate::topology::event_subject(&env.event, other);
+            let subject = env.event.kind().subject(other);
             let refused = env.check(&subject).expect_err(&subject);
             assert_eq!(
                 refused,
@@ -789,7 +812,7 @@ mod tests {
     fn the_subject_is_checked_before_the_payload() {
         let order = changed(|o| o.items = items(&[("item1", 0)]));
         let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(order));
-        let subject = crate::topology::event_subject(&env.event, Uuid::now_v7());
+        let subject = env.event.kind().subject(Uuid::now_v7());
         assert!(matches!(env.check(&subject), Err(Invalid::Order { .. })));
     }
 

@@ -1,0 +1,256 @@
+//! Reading a durable pull consumer: a message is acked only after the handler returned, i.e.
+//! after its effects are durable. A transient failure is NAKed with a growing delay; an
+//! undecodable message, a permanent failure, or one out of deliveries goes to the DLQ and is
+//! terminated. The loop survives stream errors by recreating its consumer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, Message};
+use futures::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, trace, warn};
+
+use oms_config::{Config, ConsumersConfig};
+use oms_domain::Envelope;
+use oms_topology::{self as topology, ConsumerSpec};
+
+use crate::HandleError;
+use crate::dlq::dead_letter;
+
+/// A service's reaction to events: decide, persist, publish. `Ok` for an event means every
+/// effect of it is durable and its message may be acked.
+pub trait Handler: Send + Sync + 'static {
+    /// The events of one fetched batch, in stream order; one result per event, in the same
+    /// order. Persisting a whole batch in one transaction (one commit instead of one per
+    /// message) and awaiting the PubAcks of what it caused together is what makes a service
+    /// fast; [`whole_or_each`] does the bookkeeping.
+    fn handle_batch(
+        &self,
+        events: Vec<Envelope>,
+    ) -> impl Future<Output = Vec<Result<(), HandleError>>> + Send;
+
+    /// Batches a consumer may hand to this handler at once. More than one lets the next batch
+    /// be decided and persisted while the one before waits for its PubAcks; the handler then
+    /// takes events of one order in different calls at once, as it must anyway with two
+    /// instances of the service.
+    fn in_flight(&self) -> usize {
+        1
+    }
+}
+
+/// Runs `step` (persist, then publish) on the whole batch; if the batch as a whole fails (its
+/// transaction, say), runs it on each event alone, so that one bad event cannot hold back the
+/// others. `step` returns one result per event it was given.
+pub async fn whole_or_each<'a, F, Fut>(
+    events: &'a [Envelope],
+    step: F,
+) -> Vec<Result<(), HandleError>>
+where
+    F: Fn(&'a [Envelope]) -> Fut,
+    Fut: Future<Output = Result<Vec<Result<(), HandleError>>, HandleError>>,
+{
+    let e = match step(events).await {
+        Ok(results) => return results,
+        Err(e) => e,
+    };
+    if events.len() == 1 {
+        return vec![Err(e)];
+    }
+    warn!(error = %e, events = events.len(), "batch failed, taking its events one by one");
+    let mut results = Vec::with_capacity(events.len());
+    for event in events {
+        match step(std::slice::from_ref(event)).await {
+            Ok(mut one) => results.push(one.pop().unwrap_or(Ok(()))),
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    results
+}
+
+/// Runs the durable consumer `spec` until `shutdown`: the message in hand is finished first, and
+/// messages already fetched but not started are handed back (NAK) for another instance to take.
+pub async fn consume<H: Handler>(
+    js: jetstream::Context,
+    spec: ConsumerSpec,
+    config: Config,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) {
+    let cfg = &config.consumers;
+    let mut failures: u32 = 0;
+    while !shutdown.is_cancelled() {
+        if failures > 0 {
+            // Back off while the broker is away, but wake up at once for shutdown.
+            let pause = Duration::from_millis(200 * u64::from(failures.min(10)));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        let consumer = match topology::get_consumer(&js, &spec).await {
+            Ok(c) => c,
+            Err(e) => {
+                failures += 1;
+                // Only the provisioner creates consumers; until it has, say why nothing flows.
+                warn!(durable = spec.durable, stream = spec.stream, error = %e,
+                    "cannot look up my consumer (oms-provision topology creates it), will retry");
+                continue;
+            }
+        };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(cfg.batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                failures += 1;
+                warn!(durable = spec.durable, error = %e, "cannot pull, will retry");
+                continue;
+            }
+        };
+        debug!(durable = spec.durable, "consuming");
+        // Batches in hand (see `Handler::in_flight`).
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let broken = loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    while in_flight.next().await.is_some() {}
+                    hand_back(&js, messages).await;
+                    return;
+                }
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                next = messages.next(), if in_flight.len() < handler.in_flight().max(1) => next,
+            };
+            match next {
+                Some(Ok(first)) => {
+                    failures = 0;
+                    // Take whatever else has arrived already, without waiting for more: under
+                    // load a batch fills up by itself, when idle a lone message goes at once.
+                    let mut batch = vec![first];
+                    let mut error = None;
+                    while batch.len() < cfg.batch {
+                        match messages.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(message),
+                            Some(Some(Err(e))) => {
+                                error = Some(e);
+                                break;
+                            }
+                            Some(None) | None => break,
+                        }
+                    }
+                    in_flight.push(process(&js, &spec, cfg, handler.as_ref(), batch));
+                    if error.is_some() {
+                        break error;
+                    }
+                }
+                // Missing heartbeats, a deleted consumer, a reconnect: never end the loop,
+                // start over with a fresh consumer and pull.
+                Some(Err(e)) => break Some(e),
+                None => break None,
+            }
+        };
+        // The batches in hand are finished before the consumer is recreated.
+        while in_flight.next().await.is_some() {}
+        failures += 1;
+        if let Some(e) = broken {
+            warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
+        }
+    }
+}
+
+/// Hands back (NAK, no delay) what was fetched but not started, so another instance gets it at
+/// once instead of after the ack wait. Unsubscribing first matters: while our pull request is
+/// open, the server would redeliver the NAKed messages straight back to us. Waiting until the
+/// server has seen the unsubscribe matters too: until then it may still deliver a new message
+/// to our dead pull request, where it would sit out the ack wait.
+async fn hand_back(js: &jetstream::Context, mut messages: jetstream::consumer::pull::Stream) {
+    let mut unstarted = Vec::new();
+    while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        unstarted.push(message);
+    }
+    drop(messages);
+    if let Err(e) = js.client().flush().await {
+        debug!(error = %e, "flush after unsubscribing failed");
+    }
+    for message in unstarted {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+    }
+}
+
+/// Handles one fetched batch and settles each message by its own outcome: ack, NAK with delay,
+/// or DLQ. Nothing is acked before the handler returned, i.e. before its effects are durable.
+async fn process<H: Handler>(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+    cfg: &ConsumersConfig,
+    handler: &H,
+    batch: Vec<Message>,
+) {
+    let mut messages = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
+    for message in batch {
+        // What does not decode, or breaks a rule of what may arrive on its subject, is never
+        // handed to the service: it goes to the DLQ with the reason.
+        let checked = Envelope::decode(&message.payload)
+            .and_then(|event| Ok(event.check(&message.subject).map(|()| event)?));
+        match checked {
+            Ok(event) => {
+                events.push(event);
+                messages.push(message);
+            }
+            Err(e) => {
+                let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+                dead_letter(js, spec, &message, sequence, &e.to_string()).await;
+            }
+        }
+    }
+    if events.is_empty() {
+        return;
+    }
+    let (count, started) = (events.len(), std::time::Instant::now());
+    let span = info_span!("handle", durable = spec.durable, events = count);
+    let outcomes = handler.handle_batch(events).instrument(span.clone()).await;
+    trace!(
+        durable = spec.durable,
+        events = count,
+        micros = started.elapsed().as_micros() as u64,
+        "batch handled"
+    );
+    let _entered = span.enter();
+    debug_assert_eq!(outcomes.len(), messages.len(), "one outcome per event");
+    let settled = messages
+        .iter()
+        .zip(outcomes)
+        .map(|(message, outcome)| async move {
+            let (delivered, sequence) = message
+                .info()
+                .map(|i| (i.delivered, i.stream_sequence))
+                .unwrap_or((1, 0));
+            match outcome {
+                Ok(()) => {
+                    if let Err(e) = message.ack().await {
+                        // The effect is durable; a lost ack only means a redelivery, which is
+                        // idempotent.
+                        warn!(error = %e, "ack failed");
+                    }
+                }
+                Err(HandleError::Transient(e)) if delivered < cfg.max_deliver => {
+                    let delay = cfg.nak_delay(delivered);
+                    warn!(subject = %message.subject, error = %format!("{e:#}"), ?delay,
+                    "transient failure, will retry");
+                    if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                        warn!(error = %e, "nak failed; ack wait will redeliver");
+                    }
+                }
+                Err(e) => dead_letter(js, spec, message, sequence, &e.to_string()).await,
+            }
+        });
+    futures::future::join_all(settled).await;
+}

@@ -1,0 +1,99 @@
+//! Publishing events: `Nats-Msg-Id` is the event's subject (unique per order and step), and a
+//! publish returns only once JetStream has stored it. A timed-out publish is retried with the
+//! same id: it may have landed, and the server drops the copy.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use tracing::{debug, warn};
+
+use oms_domain::Envelope;
+
+use crate::{BusError, HEADER_EVENT_TYPE, HEADER_TRACEPARENT, HandleError};
+
+/// How many times a publish that got no PubAck is sent again (with the same `Nats-Msg-Id`).
+const PUBLISH_ATTEMPTS: u32 = 4;
+
+/// Publishes `event` and returns once JetStream has stored it (or had stored it already).
+pub async fn publish(
+    js: &jetstream::Context,
+    event: &Envelope,
+) -> Result<jetstream::publish::PublishAck, BusError> {
+    let subject = event.subject();
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_EVENT_TYPE, event.event.type_name());
+    headers.insert(HEADER_TRACEPARENT, event.traceparent().as_str());
+    let payload = event.encode();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let message = Publish::build()
+            .payload(payload.clone())
+            .headers(headers.clone())
+            .message_id(&subject);
+        let result = match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(ack) => {
+                if ack.duplicate {
+                    // Stored before (a retry, or a redelivered handler): nothing new to do.
+                    debug!(%subject, "publish was a duplicate");
+                }
+                return Ok(ack);
+            }
+            Err(e) if attempt < PUBLISH_ATTEMPTS && retryable(e.kind()) => {
+                warn!(%subject, attempt, error = %e, "publish not acknowledged, retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(source) => return Err(BusError::Publish { subject, source }),
+        }
+    }
+}
+
+fn retryable(kind: PublishErrorKind) -> bool {
+    matches!(
+        kind,
+        PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::StreamNotFound
+    )
+}
+
+/// Publishes all `events` at once and then awaits their PubAcks together: one round trip for
+/// the lot instead of one each. One result per event, in order.
+pub async fn publish_all(
+    js: &jetstream::Context,
+    events: &[Envelope],
+) -> Vec<Result<(), BusError>> {
+    futures::future::join_all(
+        events
+            .iter()
+            .map(|e| async move { publish(js, e).await.map(|_| ()) }),
+    )
+    .await
+}
+
+/// Publishes what each event of a batch caused (`None`: nothing) with the PubAcks awaited
+/// together, and says per event whether all of it is now durable.
+pub async fn announce(
+    js: &jetstream::Context,
+    caused: Vec<Option<Envelope>>,
+) -> Vec<Result<(), HandleError>> {
+    let count = caused.len();
+    let (slots, events): (Vec<usize>, Vec<Envelope>) = caused
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.map(|e| (i, e)))
+        .unzip();
+    let published = publish_all(js, &events).await;
+    let mut results: Vec<Result<(), HandleError>> = (0..count).map(|_| Ok(())).collect();
+    for (slot, result) in slots.into_iter().zip(published) {
+        results[slot] = result.map_err(HandleError::from);
+    }
+    results
+}
