@@ -153,11 +153,10 @@ pub fn nats_server_binary() -> PathBuf {
 }
 
 fn workspace_root() -> PathBuf {
-    // This crate lives in <root>/shared.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("shared/ has a parent")
-        .to_path_buf()
+    // This crate lives in <root>/shared/testkit.
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .canonicalize()
+        .expect("the workspace root exists")
 }
 
 // The child is handed to `NatsServer`, which kills and waits for it.
