@@ -7,24 +7,19 @@ pub mod decide;
 pub mod store;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use async_nats::service::ServiceExt;
-use oms_bus::Bus;
-use oms_bus::api::{self, ApiError};
+use oms_bus::api::ApiError;
 use oms_bus::{self as bus, HandleError, Handler};
 use oms_config::Config;
 use oms_domain::api::{CustomerView, GetCustomer};
 use oms_domain::events::{CustomerValidated, Rejection};
 use oms_domain::{Envelope, Event, OrderSnapshot};
-use oms_host as runtime;
+use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::info;
 use uuid::Uuid;
 
 use crate::decide::{Verdict, decide};
@@ -37,52 +32,28 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = db::connect(&config.database_url(SERVICE, &config.customer.database_url)).await?;
-    db::migrate(&pool, &store::SQLITE, &store::POSTGRES).await?;
-    let bus = Bus::start(&config, SERVICE, &shutdown).await?;
-    let service = bus
-        .client
-        .service_builder()
-        .description("Customers of the OMS")
-        .start(topology::api::CUSTOMERS_SERVICE, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the service API: {e}"))?;
-    let get = service
-        .endpoint(topology::api::CUSTOMERS_GET)
-        .await
-        .map_err(|e| anyhow::anyhow!("adding endpoint: {e}"))?;
-
-    let handler = Arc::new(Customers {
-        pool: pool.clone(),
-        js: bus.js.clone(),
-    });
-    let tasks = TaskTracker::new();
-    tasks.spawn(bus::consume(
-        bus.js.clone(),
-        topology::CUSTOMER,
-        config.clone(),
-        handler,
-        shutdown.clone(),
-    ));
-    let read_pool = pool.clone();
-    tasks.spawn(api::serve(
-        get,
-        shutdown.clone(),
-        move |req: GetCustomer| {
-            let pool = read_pool.clone();
-            async move { get_customer(&pool, &req.customer_id).await }
+    let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
+    let pool = service
+        .database(&config.customer.database_url, &store::MIGRATIONS)
+        .await?;
+    let js = service.bus().js.clone();
+    service.consume(
+        &[topology::CUSTOMER],
+        Customers {
+            pool: pool.clone(),
+            js,
         },
-    ));
-    tasks.spawn(runtime::serve_http(
-        listener,
-        runtime::health_routes(bus.clone()),
-        shutdown.clone(),
-    ));
-    info!("customer service started");
-    tasks.close();
-    tasks.wait().await;
-    pool.close().await;
-    Ok(())
+    );
+    service
+        .api(topology::api::CUSTOMERS_SERVICE, "Customers of the OMS")
+        .await?;
+    service
+        .endpoint(topology::api::CUSTOMERS_GET, move |req: GetCustomer| {
+            let pool = pool.clone();
+            async move { get_customer(&pool, &req.customer_id).await }
+        })
+        .await?;
+    service.run().await
 }
 
 struct Customers {

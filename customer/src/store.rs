@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::decide::{Customer, Verdict};
 
-pub static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-pub static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// One schema for both backends (portable SQL).
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub async fn customer(pool: &AnyPool, customer_id: &str) -> Result<Option<Customer>, sqlx::Error> {
     let row = sqlx::query(

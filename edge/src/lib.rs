@@ -127,6 +127,13 @@ impl Edge {
     }
 }
 
+/// The edge has no consumers: it is ready once connected with its part of the topology.
+fn ready_when_connected(bus: Bus) -> runtime::Health {
+    let health = runtime::Health::new(bus);
+    health.started();
+    health
+}
+
 /// Every route of the API, with rejections turned into problem+json.
 pub fn routes(
     bus: Bus,
@@ -174,7 +181,7 @@ pub fn routes(
         .or(list_orders)
         .or(get_customer)
         .or(get_product)
-        .or(runtime::health_routes(bus))
+        .or(runtime::health_routes(ready_when_connected(bus)))
         .recover(problem::recover)
 }
 

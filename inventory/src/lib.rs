@@ -9,24 +9,18 @@
 pub mod decide;
 pub mod store;
 
-use std::sync::Arc;
-
-use async_nats::service::ServiceExt;
-use oms_bus::Bus;
-use oms_bus::api::{self, ApiError};
+use oms_bus::api::ApiError;
 use oms_bus::{self as bus, HandleError, Handler};
 use oms_config::Config;
 use oms_domain::api::{GetProduct, ProductView};
 use oms_domain::events::{Rejection, Snapshot};
 use oms_domain::{Envelope, Event};
-use oms_host as runtime;
+use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::info;
 use uuid::Uuid;
 
 use crate::decide::{Answer, Step, plan};
@@ -39,49 +33,29 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = db::connect(&config.database_url(SERVICE, &config.inventory.database_url)).await?;
-    db::migrate(&pool, &store::SQLITE, &store::POSTGRES).await?;
-    let bus = Bus::start(&config, SERVICE, &shutdown).await?;
-    let service = bus
-        .client
-        .service_builder()
-        .description("Products and stock of the OMS")
-        .start(topology::api::INVENTORY_SERVICE, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the service API: {e}"))?;
-    let get = service
-        .endpoint(topology::api::PRODUCTS_GET)
-        .await
-        .map_err(|e| anyhow::anyhow!("adding endpoint: {e}"))?;
-
-    let handler = Arc::new(Inventory {
+    let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
+    let pool = service
+        .database(&config.inventory.database_url, &store::MIGRATIONS)
+        .await?;
+    let inventory = Inventory {
         pool: pool.clone(),
-        js: bus.js.clone(),
+        js: service.bus().js.clone(),
         reserving: Default::default(),
-    });
-    let tasks = TaskTracker::new();
-    tasks.spawn(bus::consume(
-        bus.js.clone(),
-        topology::INVENTORY_ORDERS,
-        config.clone(),
-        handler,
-        shutdown.clone(),
-    ));
-    let read_pool = pool.clone();
-    tasks.spawn(api::serve(get, shutdown.clone(), move |req: GetProduct| {
-        let pool = read_pool.clone();
-        async move { get_product(&pool, &req.product_id).await }
-    }));
-    tasks.spawn(runtime::serve_http(
-        listener,
-        runtime::health_routes(bus.clone()),
-        shutdown.clone(),
-    ));
-    info!("inventory service started");
-    tasks.close();
-    tasks.wait().await;
-    pool.close().await;
-    Ok(())
+    };
+    service.consume(&[topology::INVENTORY_ORDERS], inventory);
+    service
+        .api(
+            topology::api::INVENTORY_SERVICE,
+            "Products and stock of the OMS",
+        )
+        .await?;
+    service
+        .endpoint(topology::api::PRODUCTS_GET, move |req: GetProduct| {
+            let pool = pool.clone();
+            async move { get_product(&pool, &req.product_id).await }
+        })
+        .await?;
+    service.run().await
 }
 
 struct Inventory {

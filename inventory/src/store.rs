@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::decide::{Held, Status};
 
-pub static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-pub static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// One schema for both backends (portable SQL).
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {

@@ -10,24 +10,19 @@ pub mod decide;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
-use async_nats::service::ServiceExt;
-use oms_bus::Bus;
-use oms_bus::api::{self, ApiError};
+use oms_bus::api::ApiError;
 use oms_bus::{self as bus, HandleError, Handler};
 use oms_config::Config;
 use oms_domain::api::{GetOrder, ListOrders, OrderStatus};
 use oms_domain::events::{Rejection, Snapshot};
 use oms_domain::{Envelope, Event, Reason};
-use oms_host as runtime;
+use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::info;
 use uuid::Uuid;
 
 use crate::decide::transition;
@@ -40,74 +35,45 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = db::connect(&config.database_url(SERVICE, &config.order.database_url)).await?;
-    db::migrate(&pool, &store::SQLITE, &store::POSTGRES).await?;
-    let bus = Bus::start(&config, SERVICE, &shutdown).await?;
-    let service = bus
-        .client
-        .service_builder()
-        .description("Orders of the OMS")
-        .start(topology::api::ORDERS_SERVICE, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the service API: {e}"))?;
-    let get = service
-        .endpoint(topology::api::ORDERS_GET)
-        .await
-        .map_err(|e| anyhow::anyhow!("adding endpoint: {e}"))?;
-    let list = service
-        .endpoint(topology::api::ORDERS_LIST)
-        .await
-        .map_err(|e| anyhow::anyhow!("adding endpoint: {e}"))?;
-
-    // Four consumers, one SQLite writer: one transaction per round for all of them.
-    let handler = Arc::new(bus::Funnel::new(Orders {
+    let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
+    let pool = service
+        .database(&config.order.database_url, &store::MIGRATIONS)
+        .await?;
+    let orders = Orders {
         pool: pool.clone(),
-        js: bus.js.clone(),
+        js: service.bus().js.clone(),
         writing: Default::default(),
-    }));
-    let tasks = TaskTracker::new();
-    for spec in [
+    };
+    // Four consumers, one SQLite writer: one transaction per round for all of them.
+    let consumers = [
         topology::ORDER_ORDERS,
         topology::ORDER_CUSTOMERS,
         topology::ORDER_INVENTORY,
         topology::ORDER_PAYMENTS,
-    ] {
-        tasks.spawn(bus::consume(
-            bus.js.clone(),
-            spec,
-            config.clone(),
-            handler.clone(),
-            shutdown.clone(),
-        ));
-    }
-    let read_pool = pool.clone();
-    tasks.spawn(api::serve(get, shutdown.clone(), move |req: GetOrder| {
-        let pool = read_pool.clone();
-        async move {
-            store::get(&pool, req.order_id)
-                .await?
-                .ok_or_else(|| ApiError::NotFound(format!("order {} does not exist", req.order_id)))
-        }
-    }));
-    let read_pool = pool.clone();
-    tasks.spawn(api::serve(
-        list,
-        shutdown.clone(),
-        move |req: ListOrders| {
-            let pool = read_pool.clone();
+    ];
+    service.consume(&consumers, bus::Funnel::new(orders));
+    service
+        .api(topology::api::ORDERS_SERVICE, "Orders of the OMS")
+        .await?;
+    let read = pool.clone();
+    service
+        .endpoint(topology::api::ORDERS_GET, move |req: GetOrder| {
+            let pool = read.clone();
+            async move {
+                let order = store::get(&pool, req.order_id).await?;
+                order.ok_or_else(|| {
+                    ApiError::NotFound(format!("order {} does not exist", req.order_id))
+                })
+            }
+        })
+        .await?;
+    service
+        .endpoint(topology::api::ORDERS_LIST, move |req: ListOrders| {
+            let pool = pool.clone();
             async move { Ok(store::list(&pool, &req).await?) }
-        },
-    ));
-    tasks.spawn(runtime::serve_http(
-        listener,
-        runtime::health_routes(bus.clone()),
-        shutdown.clone(),
-    ));
-    info!("order service started");
-    tasks.close();
-    tasks.wait().await;
-    pool.close().await;
-    Ok(())
+        })
+        .await?;
+    service.run().await
 }
 
 struct Orders {
@@ -263,9 +229,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/order.db?mode=rwc", dir.path().display());
         let pool = db::connect(&url).await.expect("sqlite");
-        db::migrate(&pool, &store::SQLITE, &store::POSTGRES)
-            .await
-            .expect("migrations");
+        store::MIGRATIONS.run(&pool).await.expect("migrations");
         let nats = NatsServer::start();
         nats.provision(&nats.config()).await;
         // The order service's own identity: what it publishes, it may.

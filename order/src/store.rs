@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::decide::Transition;
 
-pub static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-pub static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// One schema for both backends (portable SQL).
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// What the handler needs to know of a stored order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,20 +10,18 @@ pub mod gateway;
 pub mod join;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use oms_bus::Bus;
 use oms_bus::{self as bus, HandleError, Handler};
 use oms_config::Config;
 use oms_domain::events::{PaymentProcessed, Rejection};
 use oms_domain::{Envelope, Event, OrderSnapshot, Reason};
-use oms_host as runtime;
+use oms_host::Service;
 use oms_topology as topology;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::debug;
 use uuid::Uuid;
 
 use crate::join::{CustomerVerdict, Decision, InventoryVerdict, Join, Outcome, Verdict};
@@ -41,36 +39,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let bus = Bus::start(&config, SERVICE, &shutdown).await?;
-    let tasks = TaskTracker::new();
-    tasks.spawn(runtime::serve_http(
-        listener,
-        runtime::health_routes(bus.clone()),
-        shutdown.clone(),
-    ));
-    let joins = bus.key_value(topology::PAYMENT_JOIN, &shutdown).await;
-    let ledger = bus.key_value(topology::PAYMENT_LEDGER, &shutdown).await;
+    let service = Service::start(SERVICE, &config, listener, &shutdown).await?;
+    let joins = service.bucket(topology::PAYMENT_JOIN).await;
+    let ledger = service.bucket(topology::PAYMENT_LEDGER).await;
     if let (Some(joins), Some(ledger)) = (joins, ledger) {
-        let handler = Arc::new(Payments {
+        let payments = Payments {
             joins,
             known: Mutex::default(),
             ledger,
-            js: bus.js.clone(),
-        });
-        for spec in [topology::PAYMENT_CUSTOMERS, topology::PAYMENT_INVENTORY] {
-            tasks.spawn(bus::consume(
-                bus.js.clone(),
-                spec,
-                config.clone(),
-                handler.clone(),
-                shutdown.clone(),
-            ));
-        }
-        info!("payment service started");
+            js: service.bus().js.clone(),
+        };
+        let consumers = [topology::PAYMENT_CUSTOMERS, topology::PAYMENT_INVENTORY];
+        service.consume(&consumers, payments);
     }
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
+    service.run().await
 }
 
 struct Payments {

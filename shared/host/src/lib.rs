@@ -1,8 +1,14 @@
-//! What every service does around its own logic: connect to NATS as its identity, wait until
-//! its part of the topology exists, answer health probes, and shut down in order.
+//! The host every service runs in: [`main`] (config, logging, port, signals), the [`Service`]
+//! builder (connect as the service's identity, open its database, run its consumers under
+//! supervision, serve its read API), [`Health`] behind `/healthz` and `/readyz`, and an orderly
+//! shutdown. A service's own code names only what is its own.
 
+mod service;
 pub mod telemetry;
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -14,26 +20,83 @@ use warp::http::StatusCode;
 use oms_bus::Bus;
 use oms_config::Config;
 
+pub use service::Service;
+
 /// How long a service may take to finish what it has in hand after SIGTERM or Ctrl-C.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// `GET /healthz` (alive) and `GET /readyz` (connected, topology present) for `bus`.
-pub fn health_routes(
+/// Whether a service is ready: started, connected to NATS with its part of the topology in
+/// place, and none of its tasks down.
+#[derive(Clone)]
+pub struct Health {
     bus: Bus,
+    state: Arc<HealthState>,
+}
+
+#[derive(Default)]
+struct HealthState {
+    started: AtomicBool,
+    down: Mutex<BTreeSet<String>>,
+}
+
+impl Health {
+    /// Not ready until [`Health::started`].
+    pub fn new(bus: Bus) -> Self {
+        Health {
+            bus,
+            state: Arc::default(),
+        }
+    }
+
+    /// Everything the service runs has been started.
+    pub fn started(&self) {
+        self.state.started.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state.started.load(Ordering::Acquire) && self.bus.is_ready() && self.down().is_empty()
+    }
+
+    /// The tasks that are down, by name.
+    pub fn down(&self) -> Vec<String> {
+        let down = self.state.down.lock().expect("not poisoned");
+        down.iter().cloned().collect()
+    }
+
+    fn task_down(&self, what: &str) {
+        let mut down = self.state.down.lock().expect("not poisoned");
+        down.insert(what.to_string());
+    }
+
+    fn task_up(&self, what: &str) {
+        let mut down = self.state.down.lock().expect("not poisoned");
+        down.remove(what);
+    }
+}
+
+/// `GET /healthz` (alive) and `GET /readyz` ([`Health::is_ready`]; when not, which tasks are
+/// down).
+pub fn health_routes(
+    health: Health,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
     let readyz = warp::path!("readyz").and(warp::get()).map(move || {
-        let (status, code) = if bus.is_ready() {
-            ("ready", StatusCode::OK)
-        } else {
-            ("not ready", StatusCode::SERVICE_UNAVAILABLE)
+        let (body, code) = match health.is_ready() {
+            true => (serde_json::json!({"status": "ready"}), StatusCode::OK),
+            false => match health.down() {
+                down if down.is_empty() => (
+                    serde_json::json!({"status": "not ready"}),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
+                down => (
+                    serde_json::json!({"status": "not ready", "down": down}),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
+            },
         };
-        warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({"status": status})),
-            code,
-        )
+        warp::reply::with_status(warp::reply::json(&body), code)
     });
     healthz.or(readyz)
 }
@@ -55,11 +118,9 @@ where
 /// (`port` picks it from the config), and `run` until Ctrl-C or SIGTERM. Shutdown is given
 /// [`SHUTDOWN_GRACE`]; what has not finished by then is redelivered after the ack wait.
 ///
-/// The services run it on tokio's current-thread runtime. Their tasks mostly wait for NATS,
-/// the database and each other, and on one thread a task that wakes another never has to wake
-/// a second thread for it. Measured against a worker per core at 500 orders/s: about 15 % fewer
-/// context switches on the machine, 3–6 % less CPU in the services, and p50 latency 4–21 %
-/// lower. SQLite works on sqlx's own thread either way.
+/// The services run it on tokio's current-thread runtime: their tasks mostly wait for NATS, the
+/// database and each other, and on one thread waking a task never wakes a second thread
+/// (measured in `docs/performance.md`, "One thread per service").
 pub async fn main<F, Fut>(port: fn(&Config) -> u16, run: F) -> anyhow::Result<()>
 where
     F: FnOnce(Config, TcpListener, CancellationToken) -> Fut,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::migrate::MigrateDatabase;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
 
 /// Opens a pool on `url`, creating the SQLite file (and its folder) if needed.
@@ -68,19 +68,6 @@ pub async fn begin_write(
         pool.begin_with("BEGIN IMMEDIATE").await
     } else {
         pool.begin().await
-    }
-}
-
-/// Runs the migrations of the pool's backend.
-pub async fn migrate(
-    pool: &AnyPool,
-    sqlite: &Migrator,
-    postgres: &Migrator,
-) -> Result<(), sqlx::migrate::MigrateError> {
-    if is_sqlite(pool) {
-        sqlite.run(pool).await
-    } else {
-        postgres.run(pool).await
     }
 }
 
