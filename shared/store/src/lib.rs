@@ -71,11 +71,9 @@ pub async fn begin_write(
     }
 }
 
-/// Batches a service takes at once on this pool (see `bus::Handler::in_flight`). On
-/// PostgreSQL the next batch is written while the one before waits for its PubAcks (8 % more
-/// orders/s in the closed loop, runs one after the other). SQLite has one writer, and
-/// overlapping batches measured no faster there (a little slower at 1,000–2,000 orders/s), so
-/// one at a time.
+/// Batches a service takes at once on this pool (see `oms_bus::Handler::in_flight`): two on
+/// PostgreSQL, which writes the next batch while the one before waits for its PubAcks; one on
+/// SQLite, which has one writer (figures in `docs/performance.md`).
 pub fn batches_at_once(pool: &AnyPool) -> usize {
     if is_sqlite(pool) { 1 } else { 2 }
 }
@@ -252,11 +250,10 @@ impl Part {
 /// Statements that do not depend on each other's results, run as one step (of a transaction,
 /// where there is one).
 ///
-/// On SQLite every statement is a hand-off to the connection's worker thread and back: two
-/// context switches, about 11 µs of CPU on a busy 2-core VM and 60–70 µs on an idle one, more
-/// than SQLite itself spends on most of the statements of a small batch. So SQLite runs the
-/// whole script as one multi-statement query: one hand-off, its `?` parameters bound in order
-/// across the statements. (sqlx marks this SQLite-only ability deprecated, issue
+/// On SQLite every statement is a hand-off to the connection's worker thread and back, which
+/// costs more than SQLite itself spends on most statements of a small batch
+/// (`docs/performance.md`). So SQLite runs the whole script as one multi-statement query: one
+/// hand-off, its `?` parameters bound in order across the statements. (sqlx marks this SQLite-only ability deprecated, issue
 /// 3108, but keeps it in 0.9; the guarantee tests run every script on it.) PostgreSQL takes
 /// one statement per prepared query, so there they run one after another.
 pub struct Script {
