@@ -22,6 +22,8 @@ OMS_VENV="$OMS_TOOLS_DIR/venv"
 OMS_RUST_MIN_VERSION="1.94.0"
 # cargo-deny (the dependency checks of .ci/run, configured by deny.toml), pinned; see ensure_cargo_deny.
 OMS_CARGO_DENY_VERSION="0.20.2"
+# cargo-machete (unused dependencies, in .ci/run), pinned; see ensure_cargo_machete.
+OMS_CARGO_MACHETE_VERSION="0.9.1"
 
 # ---------------------------------------------------------------------------------------------
 # Logging (to stderr, so stdout stays clean for values). Colours only on a terminal.
@@ -219,6 +221,26 @@ ensure_cargo_deny() {
     export OMS_CARGO_DENY
     log_ok "cargo-deny $(cargo_deny_version "$bin") at $OMS_CARGO_DENY"
     printf '%s\n' "$OMS_CARGO_DENY"
+}
+
+# ensure_cargo_machete: prints the path of cargo-machete $OMS_CARGO_MACHETE_VERSION, built with
+# `cargo install --locked` into .tools/cargo-machete the first time (no other package has it).
+ensure_cargo_machete() {
+    local root="$OMS_TOOLS_DIR/cargo-machete" bin
+    bin="$root/bin/cargo-machete"
+    if [[ ! -x "$bin" ]] || ! "$bin" --version 2>/dev/null | grep -qF "$OMS_CARGO_MACHETE_VERSION"; then
+        mkdir -p "$OMS_TOOLS_DIR"
+        if command -v flock >/dev/null 2>&1; then
+            exec 9>"$OMS_TOOLS_DIR/.install.lock"
+            flock 9
+        fi
+        log_info "building cargo-machete $OMS_CARGO_MACHETE_VERSION into .tools/cargo-machete"
+        cargo install --quiet --locked --force --version "$OMS_CARGO_MACHETE_VERSION" \
+            --root "$root" cargo-machete >&2 ||
+            die "could not install cargo-machete $OMS_CARGO_MACHETE_VERSION (is crates.io reachable?)"
+        if command -v flock >/dev/null 2>&1; then exec 9>&-; fi
+    fi
+    printf '%s\n' "$bin"
 }
 
 # ---------------------------------------------------------------------------------------------

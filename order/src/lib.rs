@@ -217,7 +217,7 @@ mod tests {
     use super::*;
     use futures::TryStreamExt;
     use oms_domain::events::PaymentProcessed;
-    use oms_domain::{Item, Money, OrderSnapshot};
+    use oms_domain::{EventKind, Item, Money, OrderSnapshot};
     use oms_testkit::{NatsServer, TestBroker};
     use sqlx::Row;
 
@@ -302,7 +302,7 @@ mod tests {
         );
         let stream = observer.get_stream(topology::ORDERS).await.expect("ORDERS");
         let info = stream
-            .info_with_subjects(format!("orders.confirmed.{order_id}"))
+            .info_with_subjects(EventKind::OrderConfirmed.subject(order_id))
             .await
             .expect("subjects")
             .try_collect::<std::collections::HashMap<String, usize>>()

@@ -112,7 +112,7 @@ pub async fn list(
     let mut next = from.max(1);
     while letters.len() < limit {
         match stream
-            .direct_get_next_for_subject("dlq.>", Some(next))
+            .direct_get_next_for_subject(topology::DLQ_SUBJECTS, Some(next))
             .await
         {
             Ok(message) => {

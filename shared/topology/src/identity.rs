@@ -112,7 +112,7 @@ impl Identity {
     }
 
     /// The steps whose events this identity writes (`<step>.<orderId>`).
-    fn writes(self) -> &'static [&'static str] {
+    pub fn writes(self) -> &'static [&'static str] {
         match self {
             Identity::Edge => &[step::ORDERS_PLACED],
             Identity::Customer => &[step::CUSTOMERS_VALIDATED, step::CUSTOMERS_REJECTED],

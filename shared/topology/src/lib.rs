@@ -35,6 +35,7 @@ pub const EVENT_STREAMS: [(&str, &[EventKind]); 4] = [
 
 /// The subjects of the DLQ stream: `dlq.<service>.<original subject>`.
 pub const DLQ_SUBJECTS: &str = "dlq.>";
+const DLQ_PREFIX: &str = "dlq";
 
 /// Every stream with the subjects it owns, as the provisioner creates them.
 pub fn streams() -> Vec<(&'static str, Vec<String>)> {
@@ -82,12 +83,12 @@ pub fn order_placed_subject(order_id: Uuid) -> String {
 
 /// Where a service parks a message it gave up on.
 pub fn dlq_subject(service: &str, original_subject: &str) -> String {
-    format!("dlq.{service}.{original_subject}")
+    format!("{DLQ_PREFIX}.{service}.{original_subject}")
 }
 
 /// Every dead letter of `service`.
 pub fn dlq_subjects(service: &str) -> String {
-    format!("dlq.{service}.>")
+    format!("{DLQ_PREFIX}.{service}.>")
 }
 
 /// A durable pull consumer: who reads what.
@@ -192,6 +193,61 @@ pub mod api {
     pub const PRODUCTS_GET: &str = "oms.api.products.get";
 }
 
+/// The README's table of streams, rendered from [`EVENT_STREAMS`] and [`Identity::writes`]
+/// (a test keeps the README's copy the same).
+///
+/// [`Identity::writes`]: identity::Identity::writes
+pub fn streams_table() -> String {
+    let mut table = String::from("| stream | subjects | written by |\n|---|---|---|\n");
+    for (stream, kinds) in EVENT_STREAMS {
+        let subjects: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("`{}.<orderId>`", k.step()))
+            .collect();
+        let writers: Vec<(identity::Identity, Vec<&str>)> = identity::Identity::ALL
+            .into_iter()
+            .map(|who| {
+                let verbs = kinds
+                    .iter()
+                    .filter(|k| who.writes().contains(&k.step()))
+                    .map(|k| k.step().rsplit('.').next().unwrap_or_default())
+                    .collect::<Vec<_>>();
+                (who, verbs)
+            })
+            .filter(|(_, verbs)| !verbs.is_empty())
+            .collect();
+        let written_by = match writers.as_slice() {
+            [(only, _)] => only.name().to_string(),
+            many => many
+                .iter()
+                .map(|(who, verbs)| format!("{} ({})", who.name(), verbs.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        table += &format!("| {stream} | {} | {written_by} |\n", subjects.join(", "));
+    }
+    table += &format!(
+        "| {DLQ} | `{DLQ_PREFIX}.<service>.<original subject>` | any service: messages it gave up on |\n"
+    );
+    table
+}
+
+/// The README's table of durable consumers, rendered from [`CONSUMERS`].
+pub fn consumers_table() -> String {
+    let mut table = String::from("| service | durable | stream | filter |\n|---|---|---|---|\n");
+    for spec in CONSUMERS {
+        let filters: Vec<String> = spec.filters().iter().map(|f| format!("`{f}`")).collect();
+        table += &format!(
+            "| {} | `{}` | {} | {} |\n",
+            spec.service,
+            spec.durable,
+            spec.stream,
+            filters.join(", ")
+        );
+    }
+    table
+}
+
 /// Failure to create or update the topology.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -285,4 +341,48 @@ pub async fn ensure_consumer(
         .create_consumer(config)
         .await
         .map_err(|e| TopologyError::Consumer(spec.durable, e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README shows the topology; it must show this one.
+    #[test]
+    fn the_readme_tables_are_the_topology() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md at the workspace root");
+        for (what, table) in [
+            ("streams", streams_table()),
+            ("consumers", consumers_table()),
+        ] {
+            assert!(
+                readme.contains(&table),
+                "README.md's table of {what} differs from the topology; it should read:\n\n{table}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_kind_of_event_has_one_stream_and_every_consumer_takes_from_its_own() {
+        use strum::IntoEnumIterator;
+        for kind in EventKind::iter() {
+            let holders = EVENT_STREAMS
+                .iter()
+                .filter(|(_, k)| k.contains(&kind))
+                .count();
+            assert_eq!(holders, 1, "{kind:?} is kept by {holders} streams");
+        }
+        for spec in CONSUMERS {
+            for kind in spec.events {
+                assert_eq!(
+                    stream_of(*kind),
+                    spec.stream,
+                    "{} takes {kind:?}",
+                    spec.durable
+                );
+            }
+        }
+    }
 }
