@@ -37,8 +37,20 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub const LEEWAY_SECS: u64 = 60;
 
 /// What a caller is to the OMS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// A customer: `sub` is its customer id.
     Customer,
@@ -48,18 +60,11 @@ pub enum Role {
 
 impl Role {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Operator => "operator",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "customer" => Some(Role::Customer),
-            "operator" => Some(Role::Operator),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 

@@ -40,7 +40,8 @@ pub fn reserve(
 }
 
 /// What a reservation is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Reserved,
     Rejected,
@@ -50,23 +51,11 @@ pub enum Status {
 
 impl Status {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Reserved => "RESERVED",
-            Status::Rejected => "REJECTED",
-            Status::Released => "RELEASED",
-            Status::Cancelled => "CANCELLED",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        [
-            Status::Reserved,
-            Status::Rejected,
-            Status::Released,
-            Status::Cancelled,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        s.parse().ok()
     }
 }
 

@@ -31,8 +31,21 @@ pub struct OrderView {
 }
 
 /// An order's status; only ever moves forward: PENDING → CONFIRMED | REJECTED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
 pub enum OrderStatus {
     Pending,
     Confirmed,
@@ -41,21 +54,12 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "PENDING",
-            OrderStatus::Confirmed => "CONFIRMED",
-            OrderStatus::Rejected => "REJECTED",
-        }
+        self.into()
     }
 
+    /// Any case: `?status=confirmed` reads as CONFIRMED.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            OrderStatus::Pending,
-            OrderStatus::Confirmed,
-            OrderStatus::Rejected,
-        ]
-        .into_iter()
-        .find(|x| x.as_str().eq_ignore_ascii_case(s))
+        s.parse().ok()
     }
 
     pub fn is_terminal(self) -> bool {
@@ -107,4 +111,22 @@ pub struct ProductView {
     pub product_id: String,
     pub name: String,
     pub available: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn status_strings_are_their_json_and_read_back_in_any_case() {
+        for status in OrderStatus::iter() {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+            let lower = status.as_str().to_lowercase();
+            assert_eq!(OrderStatus::parse(&lower), Some(status));
+        }
+        assert_eq!(OrderStatus::parse("SHIPPED"), None);
+    }
 }

@@ -33,8 +33,21 @@ pub struct OrderSnapshot {
 }
 
 /// Why an order was rejected. The first reason an order meets is the one it keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reason {
     CustomerUnknown,
     CustomerBlocked,
@@ -45,25 +58,11 @@ pub enum Reason {
 
 impl Reason {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::CustomerUnknown => "CUSTOMER_UNKNOWN",
-            Reason::CustomerBlocked => "CUSTOMER_BLOCKED",
-            Reason::UnknownProduct => "UNKNOWN_PRODUCT",
-            Reason::OutOfStock => "OUT_OF_STOCK",
-            Reason::PaymentDeclined => "PAYMENT_DECLINED",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<Reason> {
-        [
-            Reason::CustomerUnknown,
-            Reason::CustomerBlocked,
-            Reason::UnknownProduct,
-            Reason::OutOfStock,
-            Reason::PaymentDeclined,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
+        s.parse().ok()
     }
 }
 
@@ -858,5 +857,17 @@ mod tests {
                 format!("\"{}\"", r.as_str())
             );
         }
+    }
+
+    /// The strings in the database and the strings on the wire are the same for every reason.
+    #[test]
+    fn reason_strings_are_their_json_and_read_back() {
+        use strum::IntoEnumIterator;
+        for reason in Reason::iter() {
+            let json = serde_json::to_string(&reason).unwrap();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(Reason::parse("out_of_stock"), None, "exact case only");
     }
 }
