@@ -89,7 +89,7 @@ impl Bus {
         };
         let (task_bus, shutdown) = (bus.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let mut pause = Duration::from_millis(100);
+            let mut pauses = crate::backoff(Duration::from_millis(100), Duration::from_secs(2));
             let mut told = tokio::time::Instant::now();
             loop {
                 match missing(&task_bus.js, identity).await {
@@ -105,11 +105,11 @@ impl Bus {
                     }
                     Some(_) => {}
                 }
+                let pause = pauses.next().unwrap_or(Duration::from_secs(2));
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(pause) => {}
                 }
-                pause = (pause * 2).min(Duration::from_secs(2));
             }
         });
         Ok(bus)
@@ -128,6 +128,7 @@ impl Bus {
         bucket: &str,
         shutdown: &CancellationToken,
     ) -> Option<jetstream::kv::Store> {
+        let mut pauses = crate::backoff(Duration::from_millis(200), Duration::from_secs(2));
         loop {
             self.wait_ready(shutdown).await;
             if shutdown.is_cancelled() {
@@ -139,7 +140,7 @@ impl Bus {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep(pauses.next().unwrap_or(Duration::from_secs(2))) => {}
             }
         }
     }

@@ -79,11 +79,12 @@ pub async fn consume<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let cfg = &config.consumers;
-    let mut failures: u32 = 0;
+    let fresh = || crate::backoff(Duration::from_millis(200), Duration::from_secs(2));
+    let (mut pauses, mut failing) = (fresh(), false);
     while !shutdown.is_cancelled() {
-        if failures > 0 {
+        if failing {
             // Back off while the broker is away, but wake up at once for shutdown.
-            let pause = Duration::from_millis(200 * u64::from(failures.min(10)));
+            let pause = pauses.next().unwrap_or(Duration::from_secs(2));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
@@ -92,7 +93,7 @@ pub async fn consume<H: Handler>(
         let consumer = match topology::get_consumer(&js, &spec).await {
             Ok(c) => c,
             Err(e) => {
-                failures += 1;
+                failing = true;
                 // Only the provisioner creates consumers; until it has, say why nothing flows.
                 warn!(durable = spec.durable, stream = spec.stream, error = %e,
                     "cannot look up my consumer (oms-provision topology creates it), will retry");
@@ -109,7 +110,7 @@ pub async fn consume<H: Handler>(
         let mut messages = match messages {
             Ok(m) => m,
             Err(e) => {
-                failures += 1;
+                failing = true;
                 warn!(durable = spec.durable, error = %e, "cannot pull, will retry");
                 continue;
             }
@@ -130,7 +131,7 @@ pub async fn consume<H: Handler>(
             };
             match next {
                 Some(Ok(first)) => {
-                    failures = 0;
+                    pauses = fresh();
                     // Take whatever else has arrived already, without waiting for more: under
                     // load a batch fills up by itself, when idle a lone message goes at once.
                     let mut batch = vec![first];
@@ -158,7 +159,7 @@ pub async fn consume<H: Handler>(
         };
         // The batches in hand are finished before the consumer is recreated.
         while in_flight.next().await.is_some() {}
-        failures += 1;
+        failing = true;
         if let Some(e) = broken {
             warn!(durable = spec.durable, error = %e, "consumer stream error, recreating");
         }

@@ -5,6 +5,7 @@
 //! be handled ([`dlq`]), and answer or call the read API ([`api`]).
 
 pub mod api;
+mod backoff;
 mod connect;
 mod consume;
 pub mod dlq;
@@ -13,6 +14,7 @@ mod funnel;
 pub mod provision;
 mod publish;
 
+pub use backoff::backoff;
 pub use connect::{Bus, connect, jetstream, seeds};
 pub use consume::{Handler, consume, whole_or_each};
 pub use error::{BusError, HandleError};

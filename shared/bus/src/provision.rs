@@ -27,7 +27,7 @@ pub async fn topology(config: &Config, wait: Duration) -> Result<(), TopologyNot
     let client = crate::connect(config, Identity::Provisioner).await?;
     let js = crate::jetstream(client.clone(), &config.nats);
     let started = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
+    let mut pauses = crate::backoff(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         match ensure_all(&js, config).await {
             Ok(()) => break,
@@ -39,8 +39,7 @@ pub async fn topology(config: &Config, wait: Duration) -> Result<(), TopologyNot
             }
             Err(e) => warn!(error = %e, "topology not in place yet, retrying"),
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(pauses.next().unwrap_or(Duration::from_secs(2))).await;
     }
     // Everything asked is answered; nothing is left unsent before the client goes.
     let _ = client.flush().await;

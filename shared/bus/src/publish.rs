@@ -8,6 +8,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
+use backon::{ExponentialBuilder, Retryable};
 use tracing::{debug, warn};
 
 use oms_domain::Envelope;
@@ -15,7 +16,7 @@ use oms_domain::Envelope;
 use crate::{BusError, HEADER_EVENT_TYPE, HEADER_TRACEPARENT, HandleError};
 
 /// How many times a publish that got no PubAck is sent again (with the same `Nats-Msg-Id`).
-const PUBLISH_ATTEMPTS: u32 = 4;
+const PUBLISH_ATTEMPTS: usize = 4;
 
 /// Publishes `event` and returns once JetStream has stored it (or had stored it already).
 pub async fn publish(
@@ -27,32 +28,32 @@ pub async fn publish(
     headers.insert(HEADER_EVENT_TYPE, event.event.type_name());
     headers.insert(HEADER_TRACEPARENT, event.traceparent().as_str());
     let payload = event.encode();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    let send = || async {
         let message = Publish::build()
             .payload(payload.clone())
             .headers(headers.clone())
             .message_id(&subject);
-        let result = match js.send_publish(subject.clone(), message).await {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(ack) => {
-                if ack.duplicate {
-                    // Stored before (a retry, or a redelivered handler): nothing new to do.
-                    debug!(%subject, "publish was a duplicate");
-                }
-                return Ok(ack);
-            }
-            Err(e) if attempt < PUBLISH_ATTEMPTS && retryable(e.kind()) => {
-                warn!(%subject, attempt, error = %e, "publish not acknowledged, retrying");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-            }
-            Err(source) => return Err(BusError::Publish { subject, source }),
-        }
+        js.send_publish(subject.clone(), message).await?.await
+    };
+    let retries = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_times(PUBLISH_ATTEMPTS - 1);
+    let ack = send
+        .retry(retries)
+        .when(|e| retryable(e.kind()))
+        .notify(
+            |e, pause| warn!(%subject, error = %e, ?pause, "publish not acknowledged, retrying"),
+        )
+        .await
+        .map_err(|source| BusError::Publish {
+            subject: subject.clone(),
+            source,
+        })?;
+    if ack.duplicate {
+        // Stored before (a retry, or a redelivered handler): nothing new to do.
+        debug!(%subject, "publish was a duplicate");
     }
+    Ok(ack)
 }
 
 fn retryable(kind: PublishErrorKind) -> bool {

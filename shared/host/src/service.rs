@@ -22,7 +22,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::kv;
 use async_nats::service::ServiceExt;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::AnyPool;
@@ -198,7 +197,8 @@ impl Service {
     {
         let (shutdown, health) = (self.shutdown.clone(), self.health.clone());
         self.tasks.spawn(async move {
-            let mut pauses = restart_pauses();
+            // 100 ms, doubling up to 10 s.
+            let mut pauses = oms_bus::backoff(Duration::from_millis(100), Duration::from_secs(10));
             loop {
                 let ended = tokio::spawn(task()).await;
                 if shutdown.is_cancelled() {
@@ -235,13 +235,4 @@ impl Service {
             None => Ok(()),
         }
     }
-}
-
-/// Pauses between restarts of a task: 100 ms, doubling up to 10 s.
-fn restart_pauses() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(10))
-        .without_max_times()
-        .build()
 }
