@@ -4,7 +4,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use oms_domain::Reason;
-use oms_store::{MAX_ROWS, Outcome, Part, Script, Value, uuid};
+use oms_store::{MAX_ROWS, Part, Script, StatementResult, Value, uuid};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
@@ -41,7 +41,7 @@ pub type Stock = HashMap<String, i64>;
 /// The reservations found, and the stock of the products they hold.
 pub fn read_reservations(
     part: &Part,
-    outcomes: &[Outcome],
+    outcomes: &[StatementResult],
 ) -> Result<(HashMap<Uuid, Held>, Stock), sqlx::Error> {
     let (mut held, mut stock) = (HashMap::new(), Stock::new());
     for row in part.rows(outcomes) {
@@ -89,7 +89,7 @@ pub fn stock(script: &mut Script, products: &[&str]) -> Part {
     )
 }
 
-pub fn read_stock(part: &Part, outcomes: &[Outcome]) -> Result<Stock, sqlx::Error> {
+pub fn read_stock(part: &Part, outcomes: &[StatementResult]) -> Result<Stock, sqlx::Error> {
     part.rows(outcomes)
         .map(|row| Ok((row.try_get("product_id")?, row.try_get("available")?)))
         .collect()

@@ -4,7 +4,9 @@ use oms_domain::api::{ListOrders, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
 use oms_domain::{Item, Money, OrderSnapshot, Reason};
-use oms_store::{MAX_ROWS, Outcome, Part, Script, Value, execute_in, from_micros, to_micros, uuid};
+use oms_store::{
+    MAX_ROWS, Part, Script, StatementResult, Value, execute_in, from_micros, to_micros, uuid,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
@@ -135,7 +137,10 @@ pub fn heads(script: &mut Script, orders: &[Uuid]) -> Part {
     )
 }
 
-pub fn read_heads(part: &Part, outcomes: &[Outcome]) -> Result<HashMap<Uuid, Head>, sqlx::Error> {
+pub fn read_heads(
+    part: &Part,
+    outcomes: &[StatementResult],
+) -> Result<HashMap<Uuid, Head>, sqlx::Error> {
     part.rows(outcomes)
         .map(|row| Ok((uuid(row, "order_id")?, head_of(row)?)))
         .collect()

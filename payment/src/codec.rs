@@ -40,7 +40,7 @@ pub fn decode(value: &[u8]) -> Result<Join, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::join::{CustomerVerdict, InventoryVerdict, Outcome};
+    use crate::join::{CustomerVerdict, InventoryVerdict, Settlement};
     use oms_domain::{Item, Money, OrderSnapshot};
 
     #[test]
@@ -59,7 +59,7 @@ mod tests {
                 credit_limit: Money::from_cents(1_000_000),
             }),
             inventory: Some(InventoryVerdict::Reserved),
-            outcome: Some(Outcome::Charged {
+            outcome: Some(Settlement::Charged {
                 charge_id: "ch_1".into(),
                 amount: Money::from_cents(259_999),
             }),

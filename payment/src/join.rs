@@ -19,14 +19,14 @@ pub enum InventoryVerdict {
 
 /// One verdict as it arrives from a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Arrival {
     Customer(CustomerVerdict),
     Inventory(InventoryVerdict),
 }
 
 /// What payment did about the order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
+pub enum Settlement {
     Charged { charge_id: String, amount: Money },
     Declined { detail: String },
 }
@@ -37,19 +37,19 @@ pub struct Join {
     pub order: Option<OrderSnapshot>,
     pub customer: Option<CustomerVerdict>,
     pub inventory: Option<InventoryVerdict>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<Settlement>,
 }
 
 /// Adds a verdict. The first verdict of each side stands: a redelivery changes nothing.
-pub fn merge(mut join: Join, verdict: Verdict, order: &OrderSnapshot) -> Join {
+pub fn merge(mut join: Join, verdict: Arrival, order: &OrderSnapshot) -> Join {
     if join.order.is_none() {
         join.order = Some(order.clone());
     }
     match verdict {
-        Verdict::Customer(v) => {
+        Arrival::Customer(v) => {
             join.customer.get_or_insert(v);
         }
-        Verdict::Inventory(v) => {
+        Arrival::Inventory(v) => {
             join.inventory.get_or_insert(v);
         }
     }
@@ -58,7 +58,7 @@ pub fn merge(mut join: Join, verdict: Verdict, order: &OrderSnapshot) -> Join {
 
 /// Keeps the payment's outcome in a complete join whose checks both passed; the first
 /// outcome stands.
-pub fn conclude(mut join: Join, outcome: &Outcome) -> Join {
+pub fn conclude(mut join: Join, outcome: &Settlement) -> Join {
     if matches!(
         decide(&join),
         Decision::Charge { .. } | Decision::Decline { .. }
@@ -123,8 +123,8 @@ mod tests {
         }
     }
 
-    fn validated(limit: i64) -> Verdict {
-        Verdict::Customer(CustomerVerdict::Validated {
+    fn validated(limit: i64) -> Arrival {
+        Arrival::Customer(CustomerVerdict::Validated {
             credit_limit: Money::from_cents(limit),
         })
     }
@@ -134,10 +134,10 @@ mod tests {
         let o = order(100);
         let a = merge(Join::default(), validated(1_000), &o);
         assert_eq!(decide(&a), Decision::Wait);
-        let ab = merge(a, Verdict::Inventory(InventoryVerdict::Reserved), &o);
+        let ab = merge(a, Arrival::Inventory(InventoryVerdict::Reserved), &o);
         let b = merge(
             Join::default(),
-            Verdict::Inventory(InventoryVerdict::Reserved),
+            Arrival::Inventory(InventoryVerdict::Reserved),
             &o,
         );
         assert_eq!(decide(&b), Decision::Wait);
@@ -164,14 +164,14 @@ mod tests {
         let over = order(10_001);
         let join = merge(
             merge(Join::default(), validated(10_000), &over),
-            Verdict::Inventory(InventoryVerdict::Reserved),
+            Arrival::Inventory(InventoryVerdict::Reserved),
             &over,
         );
         assert!(matches!(decide(&join), Decision::Decline { .. }));
         let exact = order(10_000);
         let join = merge(
             merge(Join::default(), validated(10_000), &exact),
-            Verdict::Inventory(InventoryVerdict::Reserved),
+            Arrival::Inventory(InventoryVerdict::Reserved),
             &exact,
         );
         assert!(matches!(decide(&join), Decision::Charge { .. }));
@@ -183,15 +183,15 @@ mod tests {
         for (c, i) in [
             (
                 validated(1_000),
-                Verdict::Inventory(InventoryVerdict::Rejected),
+                Arrival::Inventory(InventoryVerdict::Rejected),
             ),
             (
-                Verdict::Customer(CustomerVerdict::Rejected),
-                Verdict::Inventory(InventoryVerdict::Reserved),
+                Arrival::Customer(CustomerVerdict::Rejected),
+                Arrival::Inventory(InventoryVerdict::Reserved),
             ),
             (
-                Verdict::Customer(CustomerVerdict::Rejected),
-                Verdict::Inventory(InventoryVerdict::Rejected),
+                Arrival::Customer(CustomerVerdict::Rejected),
+                Arrival::Inventory(InventoryVerdict::Rejected),
             ),
         ] {
             let join = merge(merge(Join::default(), c, &o), i, &o);
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn an_outcome_is_kept_only_for_a_payable_join_and_the_first_stands() {
         let o = order(100);
-        let charged = Outcome::Charged {
+        let charged = Settlement::Charged {
             charge_id: "ch_1".into(),
             amount: Money::from_cents(100),
         };
@@ -214,16 +214,16 @@ mod tests {
         );
         let rejected = merge(
             open.clone(),
-            Verdict::Inventory(InventoryVerdict::Rejected),
+            Arrival::Inventory(InventoryVerdict::Rejected),
             &o,
         );
         assert_eq!(conclude(rejected.clone(), &charged), rejected, "no charge");
-        let complete = merge(open, Verdict::Inventory(InventoryVerdict::Reserved), &o);
+        let complete = merge(open, Arrival::Inventory(InventoryVerdict::Reserved), &o);
         let concluded = conclude(complete, &charged);
         assert_eq!(concluded.outcome, Some(charged.clone()));
         let again = conclude(
             concluded.clone(),
-            &Outcome::Charged {
+            &Settlement::Charged {
                 charge_id: "ch_2".into(),
                 amount: Money::from_cents(100),
             },

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use uuid::Uuid;
 
-use crate::join::{CustomerVerdict, Decision, InventoryVerdict, Join, Outcome, Verdict};
+use crate::join::{Arrival, CustomerVerdict, Decision, InventoryVerdict, Join, Settlement};
 
 pub const SERVICE: &str = "payment";
 
@@ -75,12 +75,12 @@ impl Payments {
     async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
         let order_id = envelope.order_id;
         let verdict = match &envelope.event {
-            Event::CustomerValidated(v) => Verdict::Customer(CustomerVerdict::Validated {
+            Event::CustomerValidated(v) => Arrival::Customer(CustomerVerdict::Validated {
                 credit_limit: v.credit_limit,
             }),
-            Event::CustomerRejected(_) => Verdict::Customer(CustomerVerdict::Rejected),
-            Event::InventoryReserved(_) => Verdict::Inventory(InventoryVerdict::Reserved),
-            Event::InventoryRejected(_) => Verdict::Inventory(InventoryVerdict::Rejected),
+            Event::CustomerRejected(_) => Arrival::Customer(CustomerVerdict::Rejected),
+            Event::InventoryReserved(_) => Arrival::Inventory(InventoryVerdict::Reserved),
+            Event::InventoryRejected(_) => Arrival::Inventory(InventoryVerdict::Rejected),
             _ => return Ok(()), // not ours: the filters only send verdicts
         };
         let order = envelope.event.order();
@@ -131,18 +131,18 @@ impl Payments {
     /// The payment of a complete join: the outcome it has, or a decline, or the charge (the
     /// ledger gives the first charge again to a repeated call). `None` while a verdict is
     /// missing or when one of them was a rejection.
-    async fn settle(&self, order_id: Uuid, join: &Join) -> Result<Option<Outcome>, HandleError> {
+    async fn settle(&self, order_id: Uuid, join: &Join) -> Result<Option<Settlement>, HandleError> {
         if let Some(outcome) = &join.outcome {
             return Ok(Some(outcome.clone()));
         }
         Ok(match join::decide(join) {
             Decision::Wait | Decision::NoCharge => None,
-            Decision::Decline { detail } => Some(Outcome::Declined { detail }),
+            Decision::Decline { detail } => Some(Settlement::Declined { detail }),
             Decision::Charge { amount } => {
                 let charge = gateway::charge(&self.ledger, order_id, amount)
                     .await
                     .map_err(HandleError::transient)?;
-                Some(Outcome::Charged {
+                Some(Settlement::Charged {
                     charge_id: charge.charge_id,
                     amount: charge.amount,
                 })
@@ -259,14 +259,14 @@ impl Payments {
 }
 
 /// The event that tells the order service what payment did.
-fn announcement(order: &OrderSnapshot, outcome: &Outcome) -> Event {
+fn announcement(order: &OrderSnapshot, outcome: &Settlement) -> Event {
     match outcome {
-        Outcome::Charged { charge_id, amount } => Event::PaymentProcessed(PaymentProcessed {
+        Settlement::Charged { charge_id, amount } => Event::PaymentProcessed(PaymentProcessed {
             order: order.clone(),
             amount: *amount,
             charge_id: charge_id.clone(),
         }),
-        Outcome::Declined { detail } => Event::PaymentFailed(Rejection {
+        Settlement::Declined { detail } => Event::PaymentFailed(Rejection {
             order: order.clone(),
             reason: Reason::PaymentDeclined,
             detail: detail.clone(),

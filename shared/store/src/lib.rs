@@ -220,7 +220,7 @@ impl From<Option<i64>> for Value {
 
 /// What one statement of a [`Script`] returned.
 #[derive(Default)]
-pub struct Outcome {
+pub struct StatementResult {
     pub rows: Vec<AnyRow>,
     pub affected: u64,
 }
@@ -232,17 +232,17 @@ pub struct Part(std::ops::Range<usize>);
 
 impl Part {
     /// The rows of all its statements.
-    pub fn rows<'a>(&self, outcomes: &'a [Outcome]) -> impl Iterator<Item = &'a AnyRow> {
+    pub fn rows<'a>(&self, outcomes: &'a [StatementResult]) -> impl Iterator<Item = &'a AnyRow> {
         outcomes[self.0.clone()].iter().flat_map(|o| o.rows.iter())
     }
 
     /// The rows its statements affected, in all.
-    pub fn affected(&self, outcomes: &[Outcome]) -> u64 {
+    pub fn affected(&self, outcomes: &[StatementResult]) -> u64 {
         outcomes[self.0.clone()].iter().map(|o| o.affected).sum()
     }
 
     /// The outcome of each of its statements.
-    pub fn each<'a>(&self, outcomes: &'a [Outcome]) -> &'a [Outcome] {
+    pub fn each<'a>(&self, outcomes: &'a [StatementResult]) -> &'a [StatementResult] {
         &outcomes[self.0.clone()]
     }
 }
@@ -325,7 +325,7 @@ impl Script {
     }
 
     /// Runs the statements in order; returns the outcome of each.
-    pub async fn run(self, conn: &mut AnyConnection) -> Result<Vec<Outcome>, sqlx::Error> {
+    pub async fn run(self, conn: &mut AnyConnection) -> Result<Vec<StatementResult>, sqlx::Error> {
         use futures::TryStreamExt;
         let expected = self.statements.len();
         let mut outcomes = Vec::with_capacity(expected);
@@ -355,7 +355,7 @@ impl Script {
             while let Some(step) = results.try_next().await? {
                 match step {
                     sqlx::Either::Right(row) => rows.push(row),
-                    sqlx::Either::Left(done) => outcomes.push(Outcome {
+                    sqlx::Either::Left(done) => outcomes.push(StatementResult {
                         rows: std::mem::take(&mut rows),
                         affected: done.rows_affected(),
                     }),
