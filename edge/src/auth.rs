@@ -37,19 +37,9 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub const LEEWAY_SECS: u64 = 60;
 
 /// What a caller is to the OMS.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
 #[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// A customer: `sub` is its customer id.
