@@ -6,9 +6,8 @@
 #       -v <folder with edge.nk and edge-jwt.secret, readable by uid 10001>:/creds:ro \
 #       -p 8090:8090 oms:dev oms-edge
 #
-# scripts/check-compose.sh (CI) checks that every binary listed in OMS_BINARIES is one of the
-# workspace's, that compose.yaml runs only those, that every COPY source exists, and that every
-# volume compose.yaml mounts into this image has its mount point made here, owned by oms.
+# scripts/check-compose.sh (CI) checks that compose.yaml runs only workspace binaries that this
+# file builds (OMS_BINARIES and the cargo build -p list).
 
 # The base images are pinned to exact tags: the build image to the Rust release of
 # rust-toolchain.toml (checked below), the run image to a dated Debian 12 snapshot (Debian's

@@ -23,7 +23,7 @@
 #
 # Every file it writes is 0600 (owner oms), except the server config, which holds public keys only.
 # The copies are rewritten at every run (through a temporary file and a rename), so they always match
-# the originals. scripts/check-compose.sh checks this file's variables and the commands it runs.
+# the originals. e2e/tests/compose.rs checks that each container mounts its own identity's only.
 set -euo pipefail
 umask 077
 
