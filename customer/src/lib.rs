@@ -1,7 +1,8 @@
 //! The customer service: validates the customer of every placed order.
 //!
-//! `orders.placed` → look up the customer → decide (pure) → keep the verdict → publish
-//! `customers.validated` or `customers.rejected` → ack. Also answers `oms.api.customers.get`.
+//! takes `orders.placed` → loads the customers → decides (pure) → keeps the verdict, the first
+//! one standing → publishes `customers.validated` or `customers.rejected` → ack. Stores
+//! `customers` (read only here) and `verdicts`. Also answers `oms.api.customers.get`.
 
 pub mod decide;
 pub mod store;
@@ -9,20 +10,21 @@ pub mod store;
 use std::collections::HashMap;
 
 use oms_bus::api::ApiError;
-use oms_bus::{self as bus, HandleError, Handler};
+use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::api::{CustomerView, GetCustomer};
 use oms_domain::events::{CustomerValidated, Rejection};
-use oms_domain::{Envelope, Event, OrderSnapshot};
+use oms_domain::{Event, EventKind, OrderSnapshot};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
-use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::decide::{Verdict, decide};
+use crate::decide::{Customer, Verdict, decide};
 
 pub const SERVICE: &str = "customer";
 
@@ -36,14 +38,7 @@ pub async fn run(
     let pool = service
         .database(&config.customer.database_url, &store::MIGRATIONS)
         .await?;
-    let js = service.bus().js.clone();
-    service.consume(
-        &[topology::CUSTOMER],
-        Customers {
-            pool: pool.clone(),
-            js,
-        },
-    );
+    service.consume(&[topology::CUSTOMER], Customers { pool: pool.clone() })?;
     service
         .api(topology::api::CUSTOMERS_SERVICE, "Customers of the OMS")
         .await?;
@@ -56,88 +51,108 @@ pub async fn run(
     service.run().await
 }
 
-struct Customers {
-    pool: AnyPool,
-    js: async_nats::jetstream::Context,
+/// What customer takes: placed orders.
+pub struct Placed(pub OrderSnapshot);
+
+impl Input for Placed {
+    const KINDS: &'static [EventKind] = &[EventKind::OrderPlaced];
+
+    fn take(event: Event) -> Option<Self> {
+        match event {
+            Event::OrderPlaced(order) => Some(Placed(order)),
+            _ => None,
+        }
+    }
 }
 
-impl Handler for Customers {
+struct Customers {
+    pool: AnyPool,
+}
+
+/// No transaction is needed: customers are only read, and the verdicts go in with one
+/// insert-if-absent statement, which is atomic by itself. So the usual batch is two
+/// statements; only redeliveries read the verdicts kept before.
+impl Step for Customers {
+    type Input = Placed;
+    type Work = PoolConnection<Any>;
+    type Found = HashMap<String, Customer>;
+    /// The verdict per order of the batch.
+    type Plan = HashMap<Uuid, Verdict>;
+
     fn in_flight(&self) -> usize {
         db::batches_at_once(&self.pool)
     }
 
-    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
-        bus::whole_or_each(&events, |events| async move {
-            let answers = self.decide_all(events).await?;
-            Ok(bus::announce(&self.js, answers).await)
-        })
-        .await
-    }
-}
-
-impl Customers {
-    /// Decides every placed order of the batch and keeps the verdicts; returns the answer to
-    /// publish for each event. An order decided before gets the decision it got then.
-    ///
-    /// No transaction is needed: customers are only read, and the verdicts go in with one
-    /// insert-if-absent statement, which is atomic by itself. So the usual batch is two
-    /// statements; only redeliveries read the verdicts kept before.
-    async fn decide_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
-        let placed: Vec<(Uuid, &OrderSnapshot)> = events
+    async fn load(
+        &self,
+        batch: &[Incoming<Placed>],
+    ) -> Result<(Self::Work, Self::Found), HandleError> {
+        let mut ids: Vec<&str> = batch
             .iter()
-            .filter_map(|e| match &e.event {
-                Event::OrderPlaced(order) => Some((e.order_id, order)),
-                _ => None, // not ours: the filter only sends orders.placed
-            })
+            .map(|p| p.event.0.customer_id.as_str())
             .collect();
-        let mut ids: Vec<&str> = placed.iter().map(|(_, o)| o.customer_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut conn = self.pool.acquire().await?;
         let customers = store::customers(&mut conn, &ids).await?;
-        let mut kept: HashMap<Uuid, Verdict> = HashMap::with_capacity(placed.len());
-        for (order_id, order) in &placed {
-            kept.entry(*order_id)
+        Ok((conn, customers))
+    }
+
+    fn decide(batch: &[Incoming<Placed>], customers: Self::Found) -> Self::Plan {
+        let mut verdicts = HashMap::with_capacity(batch.len());
+        for placed in batch {
+            let order = &placed.event.0;
+            verdicts
+                .entry(placed.order_id)
                 .or_insert_with(|| decide(customers.get(&order.customer_id), order));
         }
-        let decided: Vec<(Uuid, Verdict)> = kept.iter().map(|(id, v)| (*id, v.clone())).collect();
+        verdicts
+    }
+
+    /// An order decided before (a redelivery, or another instance) keeps the verdict it got
+    /// then.
+    async fn persist(
+        &self,
+        mut conn: Self::Work,
+        batch: &[Incoming<Placed>],
+        mut verdicts: Self::Plan,
+    ) -> Result<Vec<Option<Event>>, HandleError> {
+        let decided: Vec<(Uuid, Verdict)> =
+            verdicts.iter().map(|(id, v)| (*id, v.clone())).collect();
         let mut script = Script::new(&conn);
         let kept_now = store::keep_verdicts(&mut script, &decided, db::now_micros());
         if kept_now.affected(&script.run(&mut conn).await?) < decided.len() as u64 {
-            // Some were decided before (a redelivery, or another instance): those verdicts
-            // stand. The count does not say which, and what is kept now is right for all.
-            let all: Vec<Uuid> = kept.keys().copied().collect();
-            kept.extend(store::verdicts(&mut conn, &all).await?);
+            // The count does not say which were kept before; what is kept now is right for all.
+            let all: Vec<Uuid> = verdicts.keys().copied().collect();
+            verdicts.extend(store::verdicts(&mut conn, &all).await?);
         }
-        events
+        batch
             .iter()
-            .map(|envelope| {
-                let Event::OrderPlaced(order) = &envelope.event else {
-                    return Ok(None);
-                };
-                let order = order.clone();
-                let kept = kept.get(&envelope.order_id).ok_or_else(|| {
+            .map(|placed| {
+                let kept = verdicts.get(&placed.order_id).ok_or_else(|| {
                     HandleError::transient(anyhow::anyhow!(
                         "no verdict kept for {}",
-                        envelope.order_id
+                        placed.order_id
                     ))
                 })?;
-                let event = match kept.clone() {
-                    Verdict::Validated { credit_limit } => {
-                        Event::CustomerValidated(CustomerValidated {
-                            order,
-                            credit_limit,
-                        })
-                    }
-                    Verdict::Rejected { reason, detail } => Event::CustomerRejected(Rejection {
-                        order,
-                        reason,
-                        detail,
-                    }),
-                };
-                Ok(Some(Envelope::new(envelope.order_id, event)))
+                Ok(Some(announcement(placed.event.0.clone(), kept.clone())))
             })
             .collect()
+    }
+}
+
+/// The event that tells payment and order what customer decided.
+fn announcement(order: OrderSnapshot, verdict: Verdict) -> Event {
+    match verdict {
+        Verdict::Validated { credit_limit } => Event::CustomerValidated(CustomerValidated {
+            order,
+            credit_limit,
+        }),
+        Verdict::Rejected { reason, detail } => Event::CustomerRejected(Rejection {
+            order,
+            reason,
+            detail,
+        }),
     }
 }
 

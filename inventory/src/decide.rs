@@ -82,14 +82,16 @@ pub fn on_rejected(current: Option<Status>) -> OnRejected {
     }
 }
 
-/// One event of a batch, as the planner sees it.
+/// What one event of a batch asks of the stock, as the planner sees it.
 #[derive(Debug, Clone, Copy)]
-pub enum Step<'a> {
-    Placed(Uuid, &'a [Item]),
-    Rejected(Uuid),
+pub enum Ask<'a> {
+    /// An order was placed: reserve its items.
+    Reserve(Uuid, &'a [Item]),
+    /// An order was rejected: give back what it holds.
+    Release(Uuid),
 }
 
-/// What a step answers.
+/// What an ask answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Reserved,
@@ -108,7 +110,7 @@ pub struct Held {
 }
 
 /// The effects of a batch: reservations to insert, orders whose stock goes back, the net
-/// change of each product's stock, and one answer per step.
+/// change of each product's stock, and one answer per ask.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub answers: Vec<Answer>,
@@ -117,18 +119,18 @@ pub struct Plan {
     pub delta: BTreeMap<String, i64>,
 }
 
-/// Folds the steps of a batch, in order, over the stored reservations and stock, as if each
-/// were applied alone after the ones before it. A step for an order seen before repeats what
+/// Folds the asks of a batch, in order, over the stored reservations and stock, as if each
+/// were applied alone after the ones before it. An ask for an order seen before repeats what
 /// was decided then (redeliveries, and a rejection that came before its order).
 pub fn plan(
-    steps: &[Step<'_>],
+    asks: &[Ask<'_>],
     mut held: HashMap<Uuid, Held>,
     mut stock: HashMap<String, i64>,
 ) -> Plan {
     let mut plan = Plan::default();
-    for step in steps {
-        let answer = match *step {
-            Step::Placed(order_id, items) => {
+    for ask in asks {
+        let answer = match *ask {
+            Ask::Reserve(order_id, items) => {
                 let current = match held.get(&order_id) {
                     Some(h) => h.clone(),
                     None => {
@@ -164,7 +166,7 @@ pub fn plan(
                     _ => Answer::Silent,
                 }
             }
-            Step::Rejected(order_id) => {
+            Ask::Release(order_id) => {
                 let current = held.get_mut(&order_id);
                 match on_rejected(current.as_ref().map(|h| h.status)) {
                     OnRejected::Release => {
@@ -263,11 +265,11 @@ mod tests {
     fn a_batch_sees_the_stock_the_steps_before_it_left() {
         let two = [item("item4", 2)];
         let steps = [
-            Step::Placed(id(1), &two),
-            Step::Placed(id(2), &two),
-            Step::Placed(id(3), &two), // only 1 of 5 left
-            Step::Rejected(id(1)),     // gives 2 back
-            Step::Placed(id(4), &two),
+            Ask::Reserve(id(1), &two),
+            Ask::Reserve(id(2), &two),
+            Ask::Reserve(id(3), &two), // only 1 of 5 left
+            Ask::Release(id(1)),       // gives 2 back
+            Ask::Reserve(id(4), &two),
         ];
         let p = plan(&steps, HashMap::new(), stock());
         assert_eq!(p.answers[0], Answer::Reserved);
@@ -287,9 +289,9 @@ mod tests {
     fn a_rejection_first_cancels_and_a_repeat_changes_nothing() {
         let one = [item("item1", 1)];
         let steps = [
-            Step::Rejected(id(1)),
-            Step::Placed(id(1), &one),
-            Step::Placed(id(1), &one),
+            Ask::Release(id(1)),
+            Ask::Reserve(id(1), &one),
+            Ask::Reserve(id(1), &one),
         ];
         let p = plan(&steps, HashMap::new(), stock());
         assert_eq!(
@@ -313,9 +315,9 @@ mod tests {
             },
         )]);
         let steps = [
-            Step::Placed(id(1), &one),
-            Step::Rejected(id(1)),
-            Step::Rejected(id(1)),
+            Ask::Reserve(id(1), &one),
+            Ask::Release(id(1)),
+            Ask::Release(id(1)),
         ];
         let p = plan(&steps, held, stock());
         assert_eq!(

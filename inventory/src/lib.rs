@@ -1,29 +1,35 @@
 //! The inventory service: reserves the stock of every placed order, all of it or none, and gives
 //! it back when the order is rejected.
 //!
-//! `orders.placed` → read stock → decide (pure) → take stock and record the reservation in one
-//! transaction → publish `inventory.reserved` / `inventory.rejected` → ack.
-//! `orders.rejected` → release (or, if the rejection came first, cancel ahead) → publish
-//! `inventory.released` → ack. Also answers `oms.api.products.get`.
+//! takes `orders.placed` and `orders.rejected` → loads their reservations and the stock →
+//! decides (pure: reserve all or nothing; release, or cancel ahead when the rejection came
+//! first) → takes or gives back stock and records the reservations in one transaction →
+//! publishes `inventory.reserved`, `inventory.rejected` or `inventory.released` → ack.
+//! Stores `products` and `reservations`. Also answers `oms.api.products.get`.
 
 pub mod decide;
 pub mod store;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use oms_bus::api::ApiError;
-use oms_bus::{self as bus, HandleError, Handler};
+use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::api::{GetProduct, ProductView};
 use oms_domain::events::{Rejection, Snapshot};
-use oms_domain::{Envelope, Event};
+use oms_domain::{Event, EventKind, OrderSnapshot};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
-use sqlx::AnyPool;
+use sqlx::{Any, AnyPool, Transaction};
 use tokio::net::TcpListener;
+use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::decide::{Answer, Step, plan};
+use crate::decide::{Answer, Ask, Held, Plan};
+use crate::store::Stock;
 
 pub const SERVICE: &str = "inventory";
 
@@ -39,10 +45,9 @@ pub async fn run(
         .await?;
     let inventory = Inventory {
         pool: pool.clone(),
-        js: service.bus().js.clone(),
         reserving: Default::default(),
     };
-    service.consume(&[topology::INVENTORY_ORDERS], inventory);
+    service.consume(&[topology::INVENTORY_ORDERS], inventory)?;
     service
         .api(
             topology::api::INVENTORY_SERVICE,
@@ -58,54 +63,69 @@ pub async fn run(
     service.run().await
 }
 
+/// What inventory takes: placed orders to reserve, rejected ones to release.
+pub enum StockEvent {
+    Placed(OrderSnapshot),
+    Rejected(Rejection),
+}
+
+impl StockEvent {
+    fn order(&self) -> &OrderSnapshot {
+        match self {
+            StockEvent::Placed(order) => order,
+            StockEvent::Rejected(rejection) => &rejection.order,
+        }
+    }
+}
+
+impl Input for StockEvent {
+    const KINDS: &'static [EventKind] = &[EventKind::OrderPlaced, EventKind::OrderRejected];
+
+    fn take(event: Event) -> Option<Self> {
+        match event {
+            Event::OrderPlaced(order) => Some(StockEvent::Placed(order)),
+            Event::OrderRejected(rejection) => Some(StockEvent::Rejected(rejection)),
+            _ => None,
+        }
+    }
+}
+
 struct Inventory {
     pool: AnyPool,
-    js: async_nats::jetstream::Context,
     /// Taken from reading the stock to committing its change. With batches overlapping
     /// (PostgreSQL), they still reserve one after the other, in the order they were fetched
     /// (the lock is fair), so stock goes to orders first come, first served, while one
     /// batch's publishing overlaps the next one's reserving. (Another instance's batch that
-    /// interleaves is caught by the compare-and-set on the stock, and retried.)
-    reserving: tokio::sync::Mutex<()>,
+    /// interleaves is caught by the compare-and-set on the stock, and decided again.)
+    reserving: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl Handler for Inventory {
+/// A batch goes in stream order in one transaction, each event seeing the stock the ones
+/// before it left.
+impl Step for Inventory {
+    type Input = StockEvent;
+    type Work = (Transaction<'static, Any>, OwnedMutexGuard<()>);
+    /// The reservations of the batch's orders, and the stock of every product involved.
+    type Found = (HashMap<Uuid, Held>, Stock);
+    type Plan = Plan;
+
     fn in_flight(&self) -> usize {
         db::batches_at_once(&self.pool)
     }
 
-    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
-        bus::whole_or_each(&events, |events| async move {
-            let answers = self.apply_all(events).await?;
-            Ok(bus::announce(&self.js, answers).await)
-        })
-        .await
-    }
-}
-
-impl Inventory {
-    /// Applies the batch in stream order in one transaction, each event seeing the stock the
-    /// ones before it left; returns what to announce for each.
-    async fn apply_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
-        let steps: Vec<Option<Step<'_>>> = events
-            .iter()
-            .map(|e| match &e.event {
-                Event::OrderPlaced(order) => Some(Step::Placed(e.order_id, &order.items)),
-                Event::OrderRejected(_) => Some(Step::Rejected(e.order_id)),
-                _ => None, // not ours: the filter only sends placed and rejected orders
-            })
-            .collect();
-        let mut orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+    async fn load(
+        &self,
+        batch: &[Incoming<StockEvent>],
+    ) -> Result<(Self::Work, Self::Found), HandleError> {
+        let mut orders: Vec<Uuid> = batch.iter().map(|a| a.order_id).collect();
         orders.sort_unstable();
         orders.dedup();
-
-        // Products the placed orders name; those the held reservations name are read with
-        // the reservations.
-        let mut products: Vec<&str> = events
+        // Products the placed orders name; those the held reservations name come with them.
+        let mut products: Vec<&str> = batch
             .iter()
-            .filter_map(|e| match &e.event {
-                Event::OrderPlaced(order) => Some(order.items.iter()),
-                _ => None,
+            .filter_map(|a| match &a.event {
+                StockEvent::Placed(order) => Some(order.items.iter()),
+                StockEvent::Rejected(_) => None,
             })
             .flatten()
             .map(|i| i.product_id.as_str())
@@ -113,17 +133,34 @@ impl Inventory {
         products.sort_unstable();
         products.dedup();
 
-        let _turn = self.reserving.lock().await;
+        let turn = self.reserving.clone().lock_owned().await;
         let mut tx = db::begin_write(&self.pool).await?;
-        // Two scripts (see `db::Script`): what the batch finds, then what it writes.
         let mut script = Script::new(&tx);
         let reservations = store::reservations(&mut script, &orders);
         let ordered = store::stock(&mut script, &products);
         let found = script.run(&mut tx).await?;
         let (held, mut stock) = store::read_reservations(&reservations, &found)?;
         stock.extend(store::read_stock(&ordered, &found)?);
-        let steps_in: Vec<Step<'_>> = steps.iter().flatten().copied().collect();
-        let plan = plan(&steps_in, held, stock);
+        Ok(((tx, turn), (held, stock)))
+    }
+
+    fn decide(batch: &[Incoming<StockEvent>], (held, stock): Self::Found) -> Plan {
+        let asks: Vec<Ask<'_>> = batch
+            .iter()
+            .map(|a| match &a.event {
+                StockEvent::Placed(order) => Ask::Reserve(a.order_id, &order.items),
+                StockEvent::Rejected(_) => Ask::Release(a.order_id),
+            })
+            .collect();
+        decide::plan(&asks, held, stock)
+    }
+
+    async fn persist(
+        &self,
+        (mut tx, _turn): Self::Work,
+        batch: &[Incoming<StockEvent>],
+        plan: Plan,
+    ) -> Result<Vec<Option<Event>>, HandleError> {
         let now = db::now_micros();
         let mut script = Script::new(&tx);
         let adjusted = store::adjust(&mut script, &plan.delta);
@@ -131,33 +168,29 @@ impl Inventory {
         store::mark_released(&mut script, &plan.released, now);
         let written = script.run(&mut tx).await?;
         if adjusted.affected(&written) != plan.delta.len() as u64 {
-            return Err(HandleError::transient(anyhow::anyhow!(
-                "stock changed while reserving; retrying"
-            )));
+            return Err(HandleError::conflict("stock changed while reserving"));
         }
         tx.commit().await?;
-
-        let mut answers = plan.answers.into_iter();
-        Ok(events
+        Ok(batch
             .iter()
-            .zip(&steps)
-            .map(|(envelope, step)| {
-                step.as_ref()?;
-                let order = envelope.event.order().clone();
-                let event = match answers.next()? {
-                    Answer::Reserved => Event::InventoryReserved(Snapshot { order }),
-                    Answer::Rejected(reason, detail) => Event::InventoryRejected(Rejection {
-                        order,
-                        reason,
-                        detail,
-                    }),
-                    Answer::Released => Event::InventoryReleased(Snapshot { order }),
-                    Answer::Silent => return None,
-                };
-                Some(Envelope::new(envelope.order_id, event))
-            })
+            .zip(plan.answers)
+            .map(|(arrival, answer)| announcement(arrival.event.order().clone(), answer))
             .collect())
     }
+}
+
+/// The event that tells payment and order what inventory did, if anything.
+fn announcement(order: OrderSnapshot, answer: Answer) -> Option<Event> {
+    Some(match answer {
+        Answer::Reserved => Event::InventoryReserved(Snapshot { order }),
+        Answer::Rejected(reason, detail) => Event::InventoryRejected(Rejection {
+            order,
+            reason,
+            detail,
+        }),
+        Answer::Released => Event::InventoryReleased(Snapshot { order }),
+        Answer::Silent => return None,
+    })
 }
 
 async fn get_product(pool: &AnyPool, product_id: &str) -> Result<ProductView, ApiError> {

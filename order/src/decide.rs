@@ -1,7 +1,54 @@
-//! The order's life, as a pure function: which status an event moves it to.
+//! The order's life, as pure functions: which status an event moves it to, what a batch
+//! changes, and what is announced.
 
+use std::collections::{HashMap, HashSet};
+
+use oms_bus::Incoming;
 use oms_domain::api::OrderStatus;
-use oms_domain::{Event, Reason};
+use oms_domain::events::{PaymentProcessed, Rejection, Snapshot};
+use oms_domain::{Event, OrderSnapshot, Reason};
+use uuid::Uuid;
+
+/// What order takes: every event that moves an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEvent {
+    Placed(OrderSnapshot),
+    /// `customers.rejected`, `inventory.rejected` or `payments.failed`.
+    Rejected(Rejection),
+    Paid(PaymentProcessed),
+}
+
+impl OrderEvent {
+    /// The order as it was placed; every event carries it.
+    pub fn order(&self) -> &OrderSnapshot {
+        match self {
+            OrderEvent::Placed(order) => order,
+            OrderEvent::Rejected(rejection) => &rejection.order,
+            OrderEvent::Paid(payment) => &payment.order,
+        }
+    }
+}
+
+/// What the service knows of a stored order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: OrderStatus,
+    pub reason: Option<Reason>,
+    pub detail: Option<String>,
+    pub announced: bool,
+}
+
+impl Head {
+    /// A new order's head.
+    pub fn pending() -> Self {
+        Head {
+            status: OrderStatus::Pending,
+            reason: None,
+            detail: None,
+            announced: false,
+        }
+    }
+}
 
 /// A status change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,35 +60,96 @@ pub struct Transition {
 
 /// PENDING → CONFIRMED on `payments.processed`; PENDING → REJECTED on any rejection or
 /// `payments.failed`, keeping the first reason. A terminal status never changes again.
-pub fn transition(current: OrderStatus, event: &Event) -> Option<Transition> {
+pub fn transition(current: OrderStatus, arrival: &OrderEvent) -> Option<Transition> {
     if current.is_terminal() {
         return None;
     }
-    if let Some(rejection) = event.rejection() {
-        if matches!(event, Event::OrderRejected(_)) {
-            return None; // our own announcement coming back
-        }
-        return Some(Transition {
+    match arrival {
+        OrderEvent::Placed(_) => None,
+        OrderEvent::Rejected(rejection) => Some(Transition {
             status: OrderStatus::Rejected,
             reason: Some(rejection.reason),
             detail: Some(rejection.detail.clone()),
-        });
-    }
-    match event {
-        Event::PaymentProcessed(_) => Some(Transition {
+        }),
+        OrderEvent::Paid(_) => Some(Transition {
             status: OrderStatus::Confirmed,
             reason: None,
             detail: None,
         }),
-        _ => None,
     }
+}
+
+/// What a batch changes: orders to create (id, snapshot, the event that created it), status
+/// changes (order, change, the event that caused it), and every order's head afterwards.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub new: Vec<(Uuid, OrderSnapshot, Uuid)>,
+    pub changes: Vec<(Uuid, Transition, Uuid)>,
+    pub heads: HashMap<Uuid, Head>,
+}
+
+/// Applies the `fresh` events of `batch` (those not applied before) in stream order to the
+/// stored `heads`: an order seen for the first time is created from the snapshot its event
+/// carries; each order changes at most once, since the first change is terminal.
+pub fn plan(
+    batch: &[Incoming<OrderEvent>],
+    fresh: &HashSet<Uuid>,
+    mut heads: HashMap<Uuid, Head>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for incoming in batch.iter().filter(|e| fresh.contains(&e.event_id)) {
+        let head = heads.entry(incoming.order_id).or_insert_with(|| {
+            let order = incoming.event.order().clone();
+            plan.new.push((incoming.order_id, order, incoming.event_id));
+            Head::pending()
+        });
+        if let Some(t) = transition(head.status, &incoming.event) {
+            (head.status, head.reason, head.detail) = (t.status, t.reason, t.detail.clone());
+            plan.changes.push((incoming.order_id, t, incoming.event_id));
+        }
+    }
+    plan.heads = heads;
+    plan
+}
+
+/// Per event of `batch`, the final status to announce if its order has one not yet
+/// announced: also after a crash between the commit and the publish, since a redelivery
+/// finds it not yet announced. An order is announced once per batch, with its last event.
+pub fn announcements(
+    batch: &[Incoming<OrderEvent>],
+    heads: &HashMap<Uuid, Head>,
+) -> Vec<Option<Event>> {
+    let last: HashMap<Uuid, usize> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.order_id, i))
+        .collect();
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, incoming)| {
+            let head = heads.get(&incoming.order_id)?;
+            if last.get(&incoming.order_id) != Some(&i) || head.announced {
+                return None;
+            }
+            let order = incoming.event.order().clone();
+            match head.status {
+                OrderStatus::Pending => None,
+                OrderStatus::Confirmed => Some(Event::OrderConfirmed(Snapshot { order })),
+                OrderStatus::Rejected => Some(Event::OrderRejected(Rejection {
+                    order,
+                    reason: head.reason.unwrap_or(Reason::PaymentDeclined),
+                    detail: head.detail.clone().unwrap_or_default(),
+                })),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oms_domain::events::{PaymentProcessed, Rejection, Snapshot};
-    use oms_domain::{Item, Money, OrderSnapshot};
+    use oms_domain::{Item, Money};
 
     fn order() -> OrderSnapshot {
         OrderSnapshot {
@@ -55,28 +163,34 @@ mod tests {
         }
     }
 
-    fn rejected(reason: Reason) -> Event {
-        Event::InventoryRejected(Rejection {
+    fn rejected(reason: Reason) -> OrderEvent {
+        OrderEvent::Rejected(Rejection {
             order: order(),
             reason,
             detail: "d".into(),
         })
     }
 
-    fn processed() -> Event {
-        Event::PaymentProcessed(PaymentProcessed {
+    fn processed() -> OrderEvent {
+        OrderEvent::Paid(PaymentProcessed {
             order: order(),
             amount: Money::from_cents(100),
             charge_id: "ch".into(),
         })
     }
 
+    fn incoming(order_id: Uuid, event: OrderEvent) -> Incoming<OrderEvent> {
+        Incoming {
+            event_id: Uuid::now_v7(),
+            order_id,
+            event,
+        }
+    }
+
     #[test]
     fn placed_stays_pending() {
-        assert_eq!(
-            transition(OrderStatus::Pending, &Event::OrderPlaced(order())),
-            None
-        );
+        let placed = OrderEvent::Placed(order());
+        assert_eq!(transition(OrderStatus::Pending, &placed), None);
     }
 
     #[test]
@@ -104,14 +218,61 @@ mod tests {
             None
         );
         assert_eq!(
-            transition(OrderStatus::Confirmed, &Event::OrderPlaced(order())),
+            transition(OrderStatus::Confirmed, &OrderEvent::Placed(order())),
             None
         );
     }
 
     #[test]
-    fn own_announcements_change_nothing() {
-        let confirmed = Event::OrderConfirmed(Snapshot { order: order() });
-        assert_eq!(transition(OrderStatus::Pending, &confirmed), None);
+    fn a_batch_creates_an_order_once_moves_it_once_and_announces_it_with_its_last_event() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let batch = [
+            incoming(a, OrderEvent::Placed(order())),
+            incoming(a, processed()),
+            incoming(a, rejected(Reason::OutOfStock)), // too late: CONFIRMED stays
+            incoming(b, rejected(Reason::CustomerBlocked)),
+        ];
+        let fresh: HashSet<Uuid> = batch.iter().map(|e| e.event_id).collect();
+        let plan = plan(&batch, &fresh, HashMap::new());
+        let created: Vec<(Uuid, Uuid)> = plan.new.iter().map(|(o, _, e)| (*o, *e)).collect();
+        assert_eq!(
+            created,
+            vec![(a, batch[0].event_id), (b, batch[3].event_id)]
+        );
+        let changed: Vec<(Uuid, OrderStatus)> = plan
+            .changes
+            .iter()
+            .map(|(o, t, _)| (*o, t.status))
+            .collect();
+        assert_eq!(
+            changed,
+            vec![(a, OrderStatus::Confirmed), (b, OrderStatus::Rejected)]
+        );
+        let said = announcements(&batch, &plan.heads);
+        assert_eq!(
+            said[..2],
+            [None, None],
+            "a is announced with its last event"
+        );
+        assert!(matches!(said[2], Some(Event::OrderConfirmed(_))));
+        assert!(matches!(
+            &said[3],
+            Some(Event::OrderRejected(r)) if r.reason == Reason::CustomerBlocked
+        ));
+    }
+
+    #[test]
+    fn events_applied_before_change_nothing_and_an_announced_order_is_not_announced_again() {
+        let a = Uuid::now_v7();
+        let batch = [incoming(a, processed())];
+        let confirmed = Head {
+            status: OrderStatus::Confirmed,
+            announced: true,
+            ..Head::pending()
+        };
+        let heads = HashMap::from([(a, confirmed)]);
+        let plan = plan(&batch, &HashSet::new(), heads);
+        assert!(plan.new.is_empty() && plan.changes.is_empty());
+        assert_eq!(announcements(&batch, &plan.heads), vec![None]);
     }
 }

@@ -1,31 +1,35 @@
 //! The order service: projects every event of an order into the orders table, decides its
 //! final status, and announces it once.
 //!
-//! event → skip if applied before → create the order from its snapshot if new → next status
-//! (pure) → persist with the event id, in one transaction → publish `orders.confirmed` /
-//! `orders.rejected` if now terminal and not yet announced → ack. Also answers
-//! `oms.api.orders.get` and `oms.api.orders.list`.
+//! takes `orders.placed`, `customers.rejected`, `inventory.rejected`, `payments.processed`
+//! and `payments.failed` (four consumers, one pipeline) → claims the events and loads their
+//! orders → decides (pure: create from the snapshot if new, next status, forward only) →
+//! persists with the event ids in one transaction → publishes `orders.confirmed` or
+//! `orders.rejected` once an order is final and not yet announced → ack. Stores `orders`,
+//! `order_items`, `order_history` and `processed_events`. Also answers `oms.api.orders.get`
+//! and `oms.api.orders.list`.
 
 pub mod decide;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use oms_bus::api::ApiError;
-use oms_bus::{self as bus, HandleError, Handler};
+use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
-use oms_domain::api::{GetOrder, ListOrders, OrderStatus};
-use oms_domain::events::{Rejection, Snapshot};
-use oms_domain::{Envelope, Event, Reason};
+use oms_domain::api::{GetOrder, ListOrders};
+use oms_domain::{Event, EventKind};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
-use sqlx::AnyPool;
+use sqlx::{Any, AnyPool, Transaction};
 use tokio::net::TcpListener;
+use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::decide::transition;
+use crate::decide::{Head, OrderEvent, Plan};
 
 pub const SERVICE: &str = "order";
 
@@ -41,17 +45,16 @@ pub async fn run(
         .await?;
     let orders = Orders {
         pool: pool.clone(),
-        js: service.bus().js.clone(),
         writing: Default::default(),
     };
-    // Four consumers, one SQLite writer: one transaction per round for all of them.
+    // Four consumers into one pipeline: one transaction per round for all of them.
     let consumers = [
         topology::ORDER_ORDERS,
         topology::ORDER_CUSTOMERS,
         topology::ORDER_INVENTORY,
         topology::ORDER_PAYMENTS,
     ];
-    service.consume(&consumers, bus::Funnel::new(orders));
+    service.consume(&consumers, orders)?;
     service
         .api(topology::api::ORDERS_SERVICE, "Orders of the OMS")
         .await?;
@@ -76,139 +79,106 @@ pub async fn run(
     service.run().await
 }
 
+impl Input for OrderEvent {
+    const KINDS: &'static [EventKind] = &[
+        EventKind::OrderPlaced,
+        EventKind::CustomerRejected,
+        EventKind::InventoryRejected,
+        EventKind::PaymentProcessed,
+        EventKind::PaymentFailed,
+    ];
+
+    fn take(event: Event) -> Option<Self> {
+        match event {
+            Event::OrderPlaced(order) => Some(OrderEvent::Placed(order)),
+            Event::CustomerRejected(r) | Event::InventoryRejected(r) | Event::PaymentFailed(r) => {
+                Some(OrderEvent::Rejected(r))
+            }
+            Event::PaymentProcessed(payment) => Some(OrderEvent::Paid(payment)),
+            _ => None,
+        }
+    }
+}
+
 struct Orders {
     pool: AnyPool,
-    js: async_nats::jetstream::Context,
     /// Held while a round writes. Rounds overlap (on PostgreSQL) only in that one publishes
     /// while the next writes: two transactions creating and moving the same orders at once
     /// deadlocked on their row locks, which PostgreSQL resolves only after a second.
-    writing: tokio::sync::Mutex<()>,
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl Handler for Orders {
-    /// Overlapping rounds would be safe for the same reason two instances are (every change
-    /// is guarded by the status it expects, an event is claimed once), but see `writing`.
+/// A batch goes in stream order in one transaction. Overlapping rounds would be safe for the
+/// same reason two instances are (every change is guarded by the status it expects, an event
+/// is claimed once), but see `writing`.
+impl Step for Orders {
+    type Input = OrderEvent;
+    type Work = (Transaction<'static, Any>, OwnedMutexGuard<()>);
+    /// The events of the batch not applied before, and the stored heads of its orders.
+    type Found = (HashSet<Uuid>, HashMap<Uuid, Head>);
+    type Plan = Plan;
+
     fn in_flight(&self) -> usize {
         db::batches_at_once(&self.pool)
     }
 
-    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
-        bus::whole_or_each(&events, |events| async move {
-            let announcements = self.apply_all(events).await?;
-            let orders: Vec<Option<Uuid>> = announcements
-                .iter()
-                .map(|a| a.as_ref().map(|a| a.order_id))
-                .collect();
-            let results = bus::announce(&self.js, announcements).await;
-            let published: Vec<Uuid> = orders
-                .into_iter()
-                .zip(&results)
-                .filter_map(|(order, result)| order.filter(|_| result.is_ok()))
-                .collect();
-            {
-                let _turn = self.writing.lock().await;
-                store::mark_announced(&self.pool, &published).await?;
-            }
-            Ok(results)
-        })
-        .await
-    }
-}
-
-impl Orders {
-    /// Applies the batch in stream order in one transaction (skipping events applied before)
-    /// and returns, per event, the final status to announce if its order has one not yet
-    /// announced: also after a crash between this commit and the publish, since a redelivery
-    /// finds it not yet announced. An order is announced once per batch, with its last event.
-    async fn apply_all(&self, events: &[Envelope]) -> Result<Vec<Option<Envelope>>, HandleError> {
-        let _turn = self.writing.lock().await;
+    /// Claims the batch's events (recorded as applied, in the transaction) and reads the heads
+    /// of their orders.
+    async fn load(
+        &self,
+        batch: &[Incoming<OrderEvent>],
+    ) -> Result<(Self::Work, Self::Found), HandleError> {
+        let turn = self.writing.clone().lock_owned().await;
         let mut tx = db::begin_write(&self.pool).await?;
-        // Two scripts (see `db::Script`): what the batch finds, then what it writes.
-        let now = db::now_micros();
-        let ids: Vec<(Uuid, Uuid)> = events.iter().map(|e| (e.event_id, e.order_id)).collect();
-        let mut orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+        let ids: Vec<(Uuid, Uuid)> = batch.iter().map(|e| (e.event_id, e.order_id)).collect();
+        let mut orders: Vec<Uuid> = batch.iter().map(|e| e.order_id).collect();
         orders.sort_unstable();
         orders.dedup();
         let mut script = Script::new(&tx);
-        let claimed = store::claim(&mut script, &ids, now);
+        let claimed = store::claim(&mut script, &ids, db::now_micros());
         let stored = store::heads(&mut script, &orders);
         let found = script.run(&mut tx).await?;
         let Some(fresh) = store::fresh(claimed.affected(&found), &ids) else {
             // Redelivered and new events in one batch (after a crash, or a second instance):
-            // `whole_or_each` takes them one by one.
+            // the count cannot tell which are which, so the pipeline takes them one by one.
             return Err(HandleError::transient(anyhow::anyhow!(
                 "some events of the batch were applied before, some not"
             )));
         };
-        let mut heads = store::read_heads(&stored, &found)?;
-        let fresh: Vec<&Envelope> = events
-            .iter()
-            .filter(|e| fresh.contains(&e.event_id))
-            .collect();
+        Ok(((tx, turn), (fresh, store::read_heads(&stored, &found)?)))
+    }
 
-        // Orders seen for the first time are created from the snapshot their event carries.
-        let mut first_seen = HashSet::new();
-        let new: Vec<_> = fresh
-            .iter()
-            .filter(|e| !heads.contains_key(&e.order_id) && first_seen.insert(e.order_id))
-            .map(|e| (e.order_id, e.event.order(), e.event_id))
-            .collect();
-        heads.extend(new.iter().map(|(id, _, _)| (*id, store::Head::pending())));
-        // Decide in stream order against the heads; at most one change per order, since the
-        // first one is terminal.
-        let mut changes = Vec::new();
-        for envelope in fresh {
-            let order_id = envelope.order_id;
-            let head = heads.get_mut(&order_id).ok_or_else(|| {
-                HandleError::transient(anyhow::anyhow!("order {order_id} vanished"))
-            })?;
-            if let Some(t) = transition(head.status, &envelope.event) {
-                (head.status, head.reason, head.detail) = (t.status, t.reason, t.detail.clone());
-                changes.push((order_id, t, envelope.event_id));
-            }
-        }
+    fn decide(batch: &[Incoming<OrderEvent>], (fresh, heads): Self::Found) -> Plan {
+        decide::plan(batch, &fresh, heads)
+    }
+
+    async fn persist(
+        &self,
+        (mut tx, _turn): Self::Work,
+        batch: &[Incoming<OrderEvent>],
+        mut plan: Plan,
+    ) -> Result<Vec<Option<Event>>, HandleError> {
         let mut script = Script::new(&tx);
-        let created = store::create(&mut script, &new);
-        let changed = store::apply(&mut script, &changes, now);
+        let created = store::create(&mut script, &plan.new);
+        let changed = store::apply(&mut script, &plan.changes, db::now_micros());
         let written = script.run(&mut tx).await?;
         // Orders another instance created, or moved, first: what it stored stands. The
         // counts say whether that happened, not to which orders, so all are read again.
         let mut stale = Vec::new();
-        if created.affected(&written) != new.len() as u64 {
-            stale.extend(new.iter().map(|(id, _, _)| *id));
+        if created.affected(&written) != plan.new.len() as u64 {
+            stale.extend(plan.new.iter().map(|(id, _, _)| *id));
         }
-        if changed.affected(&written) != changes.len() as u64 {
-            stale.extend(changes.iter().map(|(id, _, _)| *id));
+        if changed.affected(&written) != plan.changes.len() as u64 {
+            stale.extend(plan.changes.iter().map(|(id, _, _)| *id));
         }
-        store::reread(&mut tx, &mut heads, &stale).await?;
+        store::reread(&mut tx, &mut plan.heads, &stale).await?;
         tx.commit().await?;
+        Ok(decide::announcements(batch, &plan.heads))
+    }
 
-        let last: HashMap<Uuid, usize> = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.order_id, i))
-            .collect();
-        Ok(events
-            .iter()
-            .enumerate()
-            .map(|(i, envelope)| {
-                let head = heads.get(&envelope.order_id)?;
-                if last.get(&envelope.order_id) != Some(&i) || head.announced {
-                    return None;
-                }
-                let order = envelope.event.order().clone();
-                let event = match head.status {
-                    OrderStatus::Pending => return None,
-                    OrderStatus::Confirmed => Event::OrderConfirmed(Snapshot { order }),
-                    OrderStatus::Rejected => Event::OrderRejected(Rejection {
-                        order,
-                        reason: head.reason.unwrap_or(Reason::PaymentDeclined),
-                        detail: head.detail.clone().unwrap_or_default(),
-                    }),
-                };
-                Some(Envelope::new(envelope.order_id, event))
-            })
-            .collect())
+    async fn announced(&self, orders: &[Uuid]) -> Result<(), HandleError> {
+        let _turn = self.writing.lock().await;
+        Ok(store::mark_announced(&self.pool, orders).await?)
     }
 }
 
@@ -216,10 +186,25 @@ impl Orders {
 mod tests {
     use super::*;
     use futures::TryStreamExt;
-    use oms_domain::events::PaymentProcessed;
-    use oms_domain::{EventKind, Item, Money, OrderSnapshot};
+    use oms_bus::Handler;
+    use oms_domain::api::OrderStatus;
+    use oms_domain::events::{PaymentProcessed, Snapshot};
+    use oms_domain::{Envelope, Item, Money, OrderSnapshot};
     use oms_testkit::{NatsServer, TestBroker};
     use sqlx::Row;
+
+    #[test]
+    fn its_own_announcements_are_not_what_order_takes() {
+        let order = OrderSnapshot {
+            customer_id: "c".into(),
+            items: vec![],
+            total_amount: Money::from_cents(100),
+            placed_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(OrderEvent::take(Event::OrderConfirmed(Snapshot { order })).is_none());
+        assert!(!OrderEvent::KINDS.contains(&EventKind::OrderConfirmed));
+        assert!(!OrderEvent::KINDS.contains(&EventKind::OrderRejected));
+    }
 
     /// A batch that holds an event applied before and a new one (a redelivery after a crash
     /// next to fresh work) cannot be told apart by the claim's count: it must still apply
@@ -237,11 +222,13 @@ mod tests {
             nats.connect_as(oms_topology::identity::Identity::Order)
                 .await,
         );
-        let orders = Orders {
-            pool: pool.clone(),
-            js: js.clone(),
-            writing: Default::default(),
-        };
+        let orders = oms_bus::Pipeline::new(
+            Orders {
+                pool: pool.clone(),
+                writing: Default::default(),
+            },
+            js.clone(),
+        );
         let order_id = Uuid::now_v7();
         let order = OrderSnapshot {
             customer_id: "OMS-Cust-001".into(),

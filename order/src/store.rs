@@ -11,31 +11,10 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
-use crate::decide::Transition;
+use crate::decide::{Head, Transition};
 
 /// One schema for both backends (portable SQL).
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// What the handler needs to know of a stored order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    pub status: OrderStatus,
-    pub reason: Option<Reason>,
-    pub detail: Option<String>,
-    pub announced: bool,
-}
-
-impl Head {
-    /// A new order's head.
-    pub fn pending() -> Self {
-        Head {
-            status: OrderStatus::Pending,
-            reason: None,
-            detail: None,
-            announced: false,
-        }
-    }
-}
 
 /// Adds to `script` the recording of the batch's events as applied, except those recorded
 /// before; the part affects as many rows as events were new. Only the effects of those are
@@ -69,7 +48,7 @@ pub fn fresh(affected: u64, events: &[(Uuid, Uuid)]) -> Option<HashSet<Uuid>> {
 /// of `orders` (each once) that do not exist yet, with their items and the first history
 /// entry; the part affects as many rows as it created orders (fewer when another instance
 /// created one first: its items and history are already there and stay as they are).
-pub fn create(script: &mut Script, orders: &[(Uuid, &OrderSnapshot, Uuid)]) -> Part {
+pub fn create(script: &mut Script, orders: &[(Uuid, OrderSnapshot, Uuid)]) -> Part {
     let pending = OrderStatus::Pending.as_str();
     let created = script.push_rows(
         "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \

@@ -1,9 +1,11 @@
 //! The payment service: joins the customer and inventory verdicts of each order in KV
 //! `payment-join` and charges through a simulated gateway once both passed.
 //!
-//! verdict → decide (pure `merge`, `decide`) → charge once both passed (create-only ledger) →
-//! store verdict and outcome in the join by compare-and-set (pure `conclude`) ∥ publish
-//! `payments.processed` / `payments.failed` → ack. Either verdict may come first, any number of times.
+//! takes `customers.validated|rejected` and `inventory.reserved|rejected` → loads the order's
+//! join (or guesses it) → decides (pure `merge`, `decide`) → charges once both passed
+//! (create-only ledger) and stores verdict and outcome in the join by compare-and-set (pure
+//! `conclude`) → publishes `payments.processed` or `payments.failed` → ack. Stores KV
+//! `payment-join` (bincode, `codec.rs`) and `payment-ledger` (`gateway.rs`).
 
 pub mod codec;
 pub mod gateway;
@@ -13,23 +15,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
-use oms_bus::{self as bus, HandleError, Handler};
+use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::events::{PaymentProcessed, Rejection};
-use oms_domain::{Envelope, Event, OrderSnapshot, Reason};
+use oms_domain::{Event, EventKind, OrderSnapshot, Reason};
 use oms_host::Service;
 use oms_topology as topology;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 use uuid::Uuid;
 
 use crate::join::{Arrival, CustomerVerdict, Decision, InventoryVerdict, Join, Settlement};
 
 pub const SERVICE: &str = "payment";
 
-/// Compare-and-set attempts before giving the message back for a later try.
-const CAS_ATTEMPTS: usize = 50;
 /// Open sagas whose join state is remembered at most.
 const REMEMBERED_JOINS: usize = 100_000;
 
@@ -47,98 +46,134 @@ pub async fn run(
             joins,
             known: Mutex::default(),
             ledger,
-            js: service.bus().js.clone(),
         };
         let consumers = [topology::PAYMENT_CUSTOMERS, topology::PAYMENT_INVENTORY];
-        service.consume(&consumers, payments);
+        service.consume(&consumers, payments)?;
     }
     service.run().await
 }
 
+/// What payment takes: the verdict of one check (customer or inventory) on one order.
+pub struct Checked {
+    pub arrival: Arrival,
+    pub order: OrderSnapshot,
+}
+
+impl Input for Checked {
+    const KINDS: &'static [EventKind] = &[
+        EventKind::CustomerValidated,
+        EventKind::CustomerRejected,
+        EventKind::InventoryReserved,
+        EventKind::InventoryRejected,
+    ];
+
+    fn take(event: Event) -> Option<Self> {
+        let (arrival, order) = match event {
+            Event::CustomerValidated(v) => (
+                Arrival::Customer(CustomerVerdict::Validated {
+                    credit_limit: v.credit_limit,
+                }),
+                v.order,
+            ),
+            Event::CustomerRejected(r) => (Arrival::Customer(CustomerVerdict::Rejected), r.order),
+            Event::InventoryReserved(s) => {
+                (Arrival::Inventory(InventoryVerdict::Reserved), s.order)
+            }
+            Event::InventoryRejected(r) => {
+                (Arrival::Inventory(InventoryVerdict::Rejected), r.order)
+            }
+            _ => return None,
+        };
+        Some(Checked { arrival, order })
+    }
+}
+
 struct Payments {
     joins: kv::Store,
-    /// The last join state and revision written by this instance, per open saga.
-    known: Mutex<HashMap<Uuid, (Join, u64)>>,
+    /// Per open saga, the join state and revision this instance wrote last (`None`: read the
+    /// bucket, someone else wrote since).
+    known: Mutex<HashMap<Uuid, Option<(Join, u64)>>>,
     ledger: kv::Store,
-    js: async_nats::jetstream::Context,
 }
 
-impl Handler for Payments {
-    /// Joins are per order and updated by compare-and-set, so the events of a batch go
-    /// concurrently: their KV round trips and PubAcks overlap instead of queueing.
-    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
-        futures::future::join_all(events.into_iter().map(|e| self.handle(e))).await
-    }
+/// Where the join entry was: its revision (`None`: no entry), and whether that is a guess.
+pub struct At {
+    revision: Option<u64>,
+    guessed: bool,
 }
 
-impl Payments {
-    async fn handle(&self, envelope: Envelope) -> Result<(), HandleError> {
-        let order_id = envelope.order_id;
-        let verdict = match &envelope.event {
-            Event::CustomerValidated(v) => Arrival::Customer(CustomerVerdict::Validated {
-                credit_limit: v.credit_limit,
-            }),
-            Event::CustomerRejected(_) => Arrival::Customer(CustomerVerdict::Rejected),
-            Event::InventoryReserved(_) => Arrival::Inventory(InventoryVerdict::Reserved),
-            Event::InventoryRejected(_) => Arrival::Inventory(InventoryVerdict::Rejected),
-            _ => return Ok(()), // not ours: the filters only send verdicts
-        };
-        let order = envelope.event.order();
-        // When what this instance stored last plus this verdict completes the join, settle
-        // first and store the verdict together with the outcome: one write instead of two.
-        let guess = self
-            .remembered(order_id)
-            .map(|(join, _)| join)
-            .unwrap_or_default();
-        let outcome = match self
-            .settle(order_id, &join::merge(guess, verdict.clone(), order))
-            .await?
-        {
-            Some(outcome) => outcome,
-            None => {
-                // Still open as far as this instance knows: store the verdict, then settle
-                // if the bucket held the other one after all.
-                let state = self
-                    .update(order_id, |j| join::merge(j, verdict.clone(), order))
-                    .await?;
-                match self.settle(order_id, &state).await? {
-                    Some(outcome) => outcome,
-                    None => {
-                        debug!(?state, "nothing to charge (yet)");
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        // Record and publish at once: the outcome is deterministic (a decline follows from
-        // the verdicts, a charge is the ledger's one entry), so a redelivery after either one
-        // failed records and publishes the very same thing again.
-        let envelope = Envelope::new(order_id, announcement(order, &outcome));
-        tokio::try_join!(
-            self.update(order_id, |j| join::conclude(
-                join::merge(j, verdict.clone(), order),
-                &outcome
+/// The join as loaded, and as it is once the verdict is in.
+pub struct Plan {
+    loaded: Join,
+    next: Join,
+    decision: Decision,
+}
+
+/// Either verdict may come first, any number of times. A join is one order's: the events of
+/// a batch go each on its own, their KV round trips and PubAcks overlapping.
+impl Step for Payments {
+    type Input = Checked;
+    type Work = At;
+    type Found = Join;
+    type Plan = Plan;
+    const EACH: bool = true;
+
+    /// A guess instead of a read: the state and revision this instance wrote last while the
+    /// saga is open, or else "no entry yet". So each step is one KV round trip (create, or
+    /// update on the known revision); a wrong guess costs a lost compare-and-set and a read.
+    async fn load(&self, batch: &[Incoming<Checked>]) -> Result<(At, Join), HandleError> {
+        let order_id = one(batch).order_id;
+        let known = self
+            .known
+            .lock()
+            .expect("not poisoned")
+            .get(&order_id)
+            .cloned();
+        match known {
+            Some(Some((join, revision))) => Ok((
+                At {
+                    revision: Some(revision),
+                    guessed: true,
+                },
+                join,
             )),
-            async {
-                bus::publish(&self.js, &envelope)
-                    .await
-                    .map_err(HandleError::from)
-            }
-        )?;
-        Ok(())
+            None => Ok((
+                At {
+                    revision: None,
+                    guessed: true,
+                },
+                Join::default(),
+            )),
+            Some(None) => self.read(order_id).await,
+        }
     }
 
-    /// The payment of a complete join: the outcome it has, or a decline, or the charge (the
-    /// ledger gives the first charge again to a repeated call). `None` while a verdict is
-    /// missing or when one of them was a rejection.
-    async fn settle(&self, order_id: Uuid, join: &Join) -> Result<Option<Settlement>, HandleError> {
-        if let Some(outcome) = &join.outcome {
-            return Ok(Some(outcome.clone()));
+    fn decide(batch: &[Incoming<Checked>], loaded: Join) -> Plan {
+        let verdict = &one(batch).event;
+        let next = join::merge(loaded.clone(), verdict.arrival.clone(), &verdict.order);
+        let decision = join::decide(&next);
+        Plan {
+            loaded,
+            next,
+            decision,
         }
-        Ok(match join::decide(join) {
-            Decision::Wait | Decision::NoCharge => None,
-            Decision::Decline { detail } => Some(Settlement::Declined { detail }),
-            Decision::Charge { amount } => {
+    }
+
+    /// Charges once both checks passed (the ledger gives a repeated charge the first one),
+    /// then stores the verdict and the outcome together by compare-and-set. The outcome is
+    /// deterministic, so a redelivery after a crash anywhere stores and announces the same.
+    async fn persist(
+        &self,
+        at: At,
+        batch: &[Incoming<Checked>],
+        plan: Plan,
+    ) -> Result<Vec<Option<Event>>, HandleError> {
+        let order_id = one(batch).order_id;
+        let outcome = match (&plan.next.outcome, plan.decision) {
+            (Some(outcome), _) => Some(outcome.clone()),
+            (None, Decision::Wait | Decision::NoCharge) => None,
+            (None, Decision::Decline { detail }) => Some(Settlement::Declined { detail }),
+            (None, Decision::Charge { amount }) => {
                 let charge = gateway::charge(&self.ledger, order_id, amount)
                     .await
                     .map_err(HandleError::transient)?;
@@ -147,97 +182,93 @@ impl Payments {
                     amount: charge.amount,
                 })
             }
-        })
-    }
-
-    /// Applies `change` to the order's join by compare-and-set on the entry's revision,
-    /// retrying when another writer got in first. Returns the state that was stored.
-    ///
-    /// It starts from a guess instead of a read: the state and revision this instance wrote
-    /// last while the saga is open, or else "no entry yet". So each step is one KV round trip
-    /// (create, or update on the known revision) instead of a read and a write. A wrong guess
-    /// only costs a failed compare-and-set and a read; a change that alters nothing is checked
-    /// against what the bucket holds.
-    async fn update(
-        &self,
-        order_id: Uuid,
-        change: impl Fn(Join) -> Join,
-    ) -> Result<Join, HandleError> {
-        let key = order_id.to_string();
-        let mut guess = Some(
-            self.remembered(order_id)
-                .map(|(join, revision)| (join, Some(revision)))
-                .unwrap_or_default(),
-        );
-        for _ in 0..CAS_ATTEMPTS {
-            let guessed = guess.is_some();
-            let (current, revision) = match guess.take() {
-                Some(g) => g,
-                None => self.read(&key).await?,
-            };
-            let next = change(current.clone());
-            if next == current {
-                if guessed {
-                    continue; // nothing to write, if the guess is right: read and see
-                }
-                return Ok(next);
-            }
-            let written = match revision {
-                Some(revision) => match self
-                    .joins
-                    .update(&key, codec::encode(&next), revision)
-                    .await
-                {
-                    Ok(revision) => Some(revision),
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => None,
-                    Err(e) => return Err(HandleError::transient(e)),
-                },
-                None => match self.joins.create(&key, codec::encode(&next)).await {
-                    Ok(revision) => Some(revision),
-                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => None,
-                    Err(e) => return Err(HandleError::transient(e)),
-                },
-            };
-            match written {
-                Some(revision) => {
-                    self.remember(order_id, &next, revision);
-                    return Ok(next);
-                }
-                // Someone else wrote first: read what stands and apply the change to it.
-                None => self.forget(order_id),
-            }
+        };
+        let next = match &outcome {
+            Some(outcome) => join::conclude(plan.next, outcome),
+            None => plan.next,
+        };
+        if next != plan.loaded {
+            self.write(order_id, &next, at.revision).await?;
+        } else if at.guessed {
+            // Nothing to write if the guess is right: read the bucket and see.
+            self.stale(order_id);
+            return Err(HandleError::conflict("the guessed join may be out of date"));
         }
-        Err(HandleError::transient(anyhow::anyhow!(
-            "join of {order_id} kept changing under us"
-        )))
+        let order = &one(batch).event.order;
+        Ok(vec![outcome.map(|o| announcement(order, &o))])
     }
+}
 
+/// The one event of a run of an `EACH` step.
+fn one(batch: &[Incoming<Checked>]) -> &Incoming<Checked> {
+    batch
+        .first()
+        .expect("an EACH step runs one event at a time")
+}
+
+impl Payments {
     /// The order's join as the bucket has it, with its revision (`None`: no entry yet).
-    async fn read(&self, key: &str) -> Result<(Join, Option<u64>), HandleError> {
+    async fn read(&self, order_id: Uuid) -> Result<(At, Join), HandleError> {
         let entry = self
             .joins
-            .entry(key)
+            .entry(order_id.to_string())
             .await
             .map_err(HandleError::transient)?;
-        match entry.filter(|e| e.operation == kv::Operation::Put) {
-            Some(entry) => Ok((
+        let (join, revision) = match entry.filter(|e| e.operation == kv::Operation::Put) {
+            Some(entry) => (
                 codec::decode(&entry.value).map_err(|e| HandleError::Permanent(e.into()))?,
                 Some(entry.revision),
-            )),
-            None => Ok((Join::default(), None)),
+            ),
+            None => (Join::default(), None),
+        };
+        let at = At {
+            revision,
+            guessed: false,
+        };
+        Ok((at, join))
+    }
+
+    /// Writes `join` if the entry is still at `revision` (`None`: if there is none yet).
+    async fn write(
+        &self,
+        order_id: Uuid,
+        join: &Join,
+        revision: Option<u64>,
+    ) -> Result<(), HandleError> {
+        let key = order_id.to_string();
+        let written = match revision {
+            Some(revision) => match self.joins.update(&key, codec::encode(join), revision).await {
+                Ok(revision) => Ok(revision),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(None),
+                Err(e) => Err(Some(HandleError::transient(e))),
+            },
+            None => match self.joins.create(&key, codec::encode(join)).await {
+                Ok(revision) => Ok(revision),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Err(None),
+                Err(e) => Err(Some(HandleError::transient(e))),
+            },
+        };
+        match written {
+            Ok(revision) => {
+                self.remember(order_id, join, revision);
+                Ok(())
+            }
+            Err(Some(e)) => Err(e),
+            Err(None) => {
+                self.stale(order_id);
+                Err(HandleError::conflict(format!(
+                    "the join of {order_id} changed under us"
+                )))
+            }
         }
     }
 
-    fn remembered(&self, order_id: Uuid) -> Option<(Join, u64)> {
+    /// Someone else wrote the order's join: the next load reads it.
+    fn stale(&self, order_id: Uuid) {
         self.known
             .lock()
             .expect("not poisoned")
-            .get(&order_id)
-            .cloned()
-    }
-
-    fn forget(&self, order_id: Uuid) {
-        self.known.lock().expect("not poisoned").remove(&order_id);
+            .insert(order_id, None);
     }
 
     /// Keeps what was written while the saga still needs it: not once the outcome is in, or
@@ -254,7 +285,7 @@ impl Payments {
             // start over rather than grow.
             known.clear();
         }
-        known.insert(order_id, (join.clone(), revision));
+        known.insert(order_id, Some((join.clone(), revision)));
     }
 }
 

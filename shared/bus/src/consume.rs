@@ -25,7 +25,7 @@ pub trait Handler: Send + Sync + 'static {
     /// The events of one fetched batch, in stream order; one result per event, in the same
     /// order. Persisting a whole batch in one transaction (one commit instead of one per
     /// message) and awaiting the PubAcks of what it caused together is what makes a service
-    /// fast; [`whole_or_each`] does the bookkeeping.
+    /// fast; [`crate::Pipeline`] does the bookkeeping.
     fn handle_batch(
         &self,
         events: Vec<Envelope>,
@@ -38,35 +38,6 @@ pub trait Handler: Send + Sync + 'static {
     fn in_flight(&self) -> usize {
         1
     }
-}
-
-/// Runs `step` (persist, then publish) on the whole batch; if the batch as a whole fails (its
-/// transaction, say), runs it on each event alone, so that one bad event cannot hold back the
-/// others. `step` returns one result per event it was given.
-pub async fn whole_or_each<'a, F, Fut>(
-    events: &'a [Envelope],
-    step: F,
-) -> Vec<Result<(), HandleError>>
-where
-    F: Fn(&'a [Envelope]) -> Fut,
-    Fut: Future<Output = Result<Vec<Result<(), HandleError>>, HandleError>>,
-{
-    let e = match step(events).await {
-        Ok(results) => return results,
-        Err(e) => e,
-    };
-    if events.len() == 1 {
-        return vec![Err(e)];
-    }
-    warn!(error = %e, events = events.len(), "batch failed, taking its events one by one");
-    let mut results = Vec::with_capacity(events.len());
-    for event in events {
-        match step(std::slice::from_ref(event)).await {
-            Ok(mut one) => results.push(one.pop().unwrap_or(Ok(()))),
-            Err(e) => results.push(Err(e)),
-        }
-    }
-    results
 }
 
 /// Runs the durable consumer `spec` until `shutdown`: the message in hand is finished first, and
@@ -242,7 +213,9 @@ async fn process<H: Handler>(
                         warn!(error = %e, "ack failed");
                     }
                 }
-                Err(HandleError::Transient(e)) if delivered < cfg.max_deliver => {
+                Err(HandleError::Transient(e) | HandleError::Conflict(e))
+                    if delivered < cfg.max_deliver =>
+                {
                     let delay = cfg.nak_delay(delivered);
                     warn!(subject = %message.subject, error = %format!("{e:#}"), ?delay,
                     "transient failure, will retry");

@@ -41,11 +41,19 @@ pub enum HandleError {
     /// Can never work: straight to the DLQ.
     #[error("permanent: {0:#}")]
     Permanent(anyhow::Error),
+    /// Another writer changed what was read (a compare-and-set lost): read and decide again
+    /// at once ([`crate::Pipeline`]); past its attempts, like `Transient`.
+    #[error("conflict: {0:#}")]
+    Conflict(anyhow::Error),
 }
 
 impl HandleError {
     pub fn transient(e: impl Into<anyhow::Error>) -> Self {
         HandleError::Transient(e.into())
+    }
+
+    pub fn conflict(why: impl std::fmt::Display) -> Self {
+        HandleError::Conflict(anyhow::anyhow!("{why}"))
     }
 }
 

@@ -1,8 +1,9 @@
 //! The OMS on NATS JetStream, with the delivery rules every service shares: connect as an
 //! identity ([`connect`]), publish with the server's ack and a retry under the same
 //! `Nats-Msg-Id` ([`publish`]), consume a durable consumer acking only after the effects are
-//! durable ([`consume`]), feed several consumers into one handler ([`Funnel`]), park what cannot
-//! be handled ([`dlq`]), and answer or call the read API ([`api`]).
+//! durable ([`consume`]), run a service's steps the same way for every service ([`Pipeline`]), feed
+//! several consumers into one handler ([`Funnel`]), park what cannot be handled ([`dlq`]), and
+//! answer or call the read API ([`api`]).
 
 pub mod api;
 mod backoff;
@@ -11,15 +12,17 @@ mod consume;
 pub mod dlq;
 mod error;
 mod funnel;
+mod pipeline;
 pub mod provision;
 mod publish;
 
 pub use backoff::backoff;
 pub use connect::{Bus, connect, jetstream, seeds};
-pub use consume::{Handler, consume, whole_or_each};
+pub use consume::{Handler, consume};
 pub use error::{BusError, HandleError};
 pub use funnel::Funnel;
-pub use publish::{announce, publish, publish_all};
+pub use pipeline::{Incoming, Input, Pipeline, Step};
+pub use publish::{publish, publish_all};
 
 pub const HEADER_EVENT_TYPE: &str = "Oms-Event-Type";
 pub const HEADER_TRACEPARENT: &str = "traceparent";

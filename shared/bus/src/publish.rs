@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use oms_domain::Envelope;
 
-use crate::{BusError, HEADER_EVENT_TYPE, HEADER_TRACEPARENT, HandleError};
+use crate::{BusError, HEADER_EVENT_TYPE, HEADER_TRACEPARENT};
 
 /// How many times a publish that got no PubAck is sent again (with the same `Nats-Msg-Id`).
 const PUBLISH_ATTEMPTS: usize = 4;
@@ -77,24 +77,4 @@ pub async fn publish_all(
             .map(|e| async move { publish(js, e).await.map(|_| ()) }),
     )
     .await
-}
-
-/// Publishes what each event of a batch caused (`None`: nothing) with the PubAcks awaited
-/// together, and says per event whether all of it is now durable.
-pub async fn announce(
-    js: &jetstream::Context,
-    caused: Vec<Option<Envelope>>,
-) -> Vec<Result<(), HandleError>> {
-    let count = caused.len();
-    let (slots, events): (Vec<usize>, Vec<Envelope>) = caused
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, e)| e.map(|e| (i, e)))
-        .unzip();
-    let published = publish_all(js, &events).await;
-    let mut results: Vec<Result<(), HandleError>> = (0..count).map(|_| Ok(())).collect();
-    for (slot, result) in slots.into_iter().zip(published) {
-        results[slot] = result.map_err(HandleError::from);
-    }
-    results
 }

@@ -5,7 +5,7 @@
 //! ```ignore
 //! let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
 //! let pool = service.database(&config.customer.database_url, &store::MIGRATIONS).await?;
-//! service.consume(&[topology::CUSTOMER], Customers { .. });
+//! service.consume(&[topology::CUSTOMER], Customers { .. })?;
 //! service.api(topology::api::CUSTOMERS_SERVICE, "Customers of the OMS").await?;
 //! service.endpoint(topology::api::CUSTOMERS_GET, move |req: GetCustomer| ..).await?;
 //! service.run().await
@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
 use oms_bus::api::{self, ApiError};
-use oms_bus::{Bus, Handler};
+use oms_bus::{Bus, Funnel, Handler, Pipeline, Step};
 use oms_config::Config;
 use oms_topology::ConsumerSpec;
 
@@ -109,8 +109,29 @@ impl Service {
         self.bus.key_value(bucket, &self.shutdown).await
     }
 
-    /// Runs the durable consumers `specs`, all feeding `handler`, each supervised.
-    pub fn consume<H: Handler>(&self, specs: &[ConsumerSpec], handler: H) {
+    /// Runs the durable consumers `specs`, all feeding `step` through one [`Pipeline`], each
+    /// supervised. A step that takes a batch together shares one pipeline among its consumers
+    /// ([`Funnel`]), so that the service commits once per round for all of them.
+    pub fn consume<S: Step>(&self, specs: &[ConsumerSpec], step: S) -> anyhow::Result<()> {
+        for spec in specs {
+            let refused = Pipeline::<S>::refuses(spec.events);
+            anyhow::ensure!(
+                refused.is_empty(),
+                "{}: consumer {} delivers {refused:?}, which its step does not take",
+                self.name,
+                spec.durable
+            );
+        }
+        let pipeline = Pipeline::new(step, self.bus.js.clone());
+        if S::EACH || specs.len() == 1 {
+            self.supervise_consumers(specs, pipeline);
+        } else {
+            self.supervise_consumers(specs, Funnel::new(pipeline));
+        }
+        Ok(())
+    }
+
+    fn supervise_consumers<H: Handler>(&self, specs: &[ConsumerSpec], handler: H) {
         let handler = Arc::new(handler);
         for spec in specs {
             let (js, spec, config) = (self.bus.js.clone(), *spec, self.config.clone());

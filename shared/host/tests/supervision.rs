@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use oms_bus::{HandleError, Handler};
-use oms_domain::{Envelope, Event, Item, Money, OrderSnapshot};
+use oms_bus::{HandleError, Incoming, Input, Step};
+use oms_domain::{Envelope, Event, EventKind, Item, Money, OrderSnapshot};
 use oms_host::Service;
 use oms_testkit::{NatsServer, TestBroker, eventually};
 use oms_topology::identity::Identity;
@@ -19,11 +19,38 @@ struct Flaky {
     handled: Arc<AtomicUsize>,
 }
 
-impl Handler for Flaky {
-    async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
+/// Placed orders.
+struct Placed;
+
+impl Input for Placed {
+    const KINDS: &'static [EventKind] = &[EventKind::OrderPlaced];
+
+    fn take(event: Event) -> Option<Self> {
+        matches!(event, Event::OrderPlaced(_)).then_some(Placed)
+    }
+}
+
+impl Step for Flaky {
+    type Input = Placed;
+    type Work = ();
+    type Found = ();
+    type Plan = ();
+
+    async fn load(&self, _: &[Incoming<Placed>]) -> Result<((), ()), HandleError> {
         assert!(!self.panicking.load(Ordering::SeqCst), "the handler fails");
-        self.handled.fetch_add(events.len(), Ordering::SeqCst);
-        events.iter().map(|_| Ok(())).collect()
+        Ok(((), ()))
+    }
+
+    fn decide(_: &[Incoming<Placed>], (): ()) {}
+
+    async fn persist(
+        &self,
+        (): (),
+        batch: &[Incoming<Placed>],
+        (): (),
+    ) -> Result<Vec<Option<Event>>, HandleError> {
+        self.handled.fetch_add(batch.len(), Ordering::SeqCst);
+        Ok(batch.iter().map(|_| None).collect())
     }
 }
 
@@ -52,7 +79,9 @@ async fn a_consumer_that_dies_takes_readiness_down_and_is_started_again() {
         panicking: panicking.clone(),
         handled: Arc::clone(&handled),
     };
-    service.consume(&[oms_topology::CUSTOMER], flaky);
+    service
+        .consume(&[oms_topology::CUSTOMER], flaky)
+        .expect("the step takes what the consumer delivers");
     let running = tokio::spawn(service.run());
     eventually(Duration::from_secs(20), "ready", || async {
         (readyz(&url).await.0 == 200).then_some(())

@@ -253,9 +253,13 @@ impl Part {
 /// On SQLite every statement is a hand-off to the connection's worker thread and back, which
 /// costs more than SQLite itself spends on most statements of a small batch
 /// (`docs/performance.md`). So SQLite runs the whole script as one multi-statement query: one
-/// hand-off, its `?` parameters bound in order across the statements. (sqlx marks this SQLite-only ability deprecated, issue
-/// 3108, but keeps it in 0.9; the guarantee tests run every script on it.) PostgreSQL takes
-/// one statement per prepared query, so there they run one after another.
+/// hand-off, its `?` parameters bound in order across the statements. (sqlx marks this
+/// SQLite-only ability deprecated, issue 3108, but keeps it in 0.9; the guarantee tests run
+/// every script on it.) PostgreSQL takes one statement per prepared query, so there they run
+/// one after another.
+///
+/// Not `sqlx::QueryBuilder`: it builds one statement, with `$N` parameters on `Any`; a script
+/// is several statements in one SQLite hand-off with `?` ones, which is what measured faster.
 pub struct Script {
     params: Params,
     statements: Vec<(String, Vec<Value>)>,
