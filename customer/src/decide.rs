@@ -1,11 +1,11 @@
 //! The customer check, as a pure function.
 
-use oms_domain::{Money, OrderSnapshot, Reason};
+use oms_domain::{CustomerId, Money, OrderSnapshot, Reason};
 
 /// A customer as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub name: String,
     pub blocked: bool,
     pub credit_limit: Money,

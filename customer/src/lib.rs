@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
+use oms_domain::OrderId;
 use oms_domain::api::{CustomerView, GetCustomer};
 use oms_domain::events::{CustomerValidated, Rejection};
-use oms_domain::{Event, EventKind, OrderSnapshot};
+use oms_domain::{CustomerId, Event, EventKind, OrderSnapshot};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
@@ -22,7 +23,6 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::decide::{Customer, Verdict, decide};
 
@@ -75,9 +75,9 @@ struct Customers {
 impl Step for Customers {
     type Input = Placed;
     type Work = PoolConnection<Any>;
-    type Found = HashMap<String, Customer>;
+    type Found = HashMap<CustomerId, Customer>;
     /// The verdict per order of the batch.
-    type Plan = HashMap<Uuid, Verdict>;
+    type Plan = HashMap<OrderId, Verdict>;
 
     fn in_flight(&self) -> usize {
         db::batches_at_once(&self.pool)
@@ -87,10 +87,7 @@ impl Step for Customers {
         &self,
         batch: &[Incoming<Placed>],
     ) -> Result<(Self::Work, Self::Found), HandleError> {
-        let mut ids: Vec<&str> = batch
-            .iter()
-            .map(|p| p.event.0.customer_id.as_str())
-            .collect();
+        let mut ids: Vec<&CustomerId> = batch.iter().map(|p| &p.event.0.customer_id).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut conn = self.pool.acquire().await?;
@@ -117,13 +114,13 @@ impl Step for Customers {
         batch: &[Incoming<Placed>],
         mut verdicts: Self::Plan,
     ) -> Result<Vec<Option<Event>>, HandleError> {
-        let decided: Vec<(Uuid, Verdict)> =
+        let decided: Vec<(OrderId, Verdict)> =
             verdicts.iter().map(|(id, v)| (*id, v.clone())).collect();
         let mut script = Script::new(&conn);
         let kept_now = store::keep_verdicts(&mut script, &decided, db::now_micros());
         if kept_now.affected(&script.run(&mut conn).await?) < decided.len() as u64 {
             // The count does not say which were kept before; what is kept now is right for all.
-            let all: Vec<Uuid> = verdicts.keys().copied().collect();
+            let all: Vec<OrderId> = verdicts.keys().copied().collect();
             verdicts.extend(store::verdicts(&mut conn, &all).await?);
         }
         batch
@@ -156,7 +153,7 @@ fn announcement(order: OrderSnapshot, verdict: Verdict) -> Event {
     }
 }
 
-async fn get_customer(pool: &AnyPool, customer_id: &str) -> Result<CustomerView, ApiError> {
+async fn get_customer(pool: &AnyPool, customer_id: &CustomerId) -> Result<CustomerView, ApiError> {
     let customer = store::customer(pool, customer_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} does not exist")))?;

@@ -1,23 +1,26 @@
 //! The customer service's SQL: customers and the verdict kept per order.
 
-use oms_domain::{Money, Reason};
-use oms_store::{Part, Script, fetch_in, uuid};
+use oms_domain::{CustomerId, Money, Reason};
+use oms_store::{Part, Script, fetch_in, id};
 use std::collections::HashMap;
 
+use oms_domain::OrderId;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
-use uuid::Uuid;
 
 use crate::decide::{Customer, Verdict};
 
 /// One schema for both backends (portable SQL).
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-pub async fn customer(pool: &AnyPool, customer_id: &str) -> Result<Option<Customer>, sqlx::Error> {
+pub async fn customer(
+    pool: &AnyPool,
+    customer_id: &CustomerId,
+) -> Result<Option<Customer>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT customer_id, name, status, credit_limit_cents FROM customers WHERE customer_id = $1",
     )
-    .bind(customer_id)
+    .bind(customer_id.as_str())
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(customer_of).transpose()
@@ -26,8 +29,8 @@ pub async fn customer(pool: &AnyPool, customer_id: &str) -> Result<Option<Custom
 /// The customers among `ids` that exist.
 pub async fn customers(
     conn: &mut AnyConnection,
-    ids: &[&str],
-) -> Result<HashMap<String, Customer>, sqlx::Error> {
+    ids: &[&CustomerId],
+) -> Result<HashMap<CustomerId, Customer>, sqlx::Error> {
     let mut found = HashMap::with_capacity(ids.len());
     let sql = "SELECT customer_id, name, status, credit_limit_cents FROM customers \
                WHERE customer_id IN ({keys})";
@@ -40,7 +43,7 @@ pub async fn customers(
 
 fn customer_of(r: &AnyRow) -> Result<Customer, sqlx::Error> {
     Ok(Customer {
-        customer_id: r.try_get("customer_id")?,
+        customer_id: id(r, "customer_id")?,
         name: r.try_get("name")?,
         blocked: r.try_get::<String, _>("status")? == "BLOCKED",
         credit_limit: Money::from_cents(r.try_get("credit_limit_cents")?),
@@ -52,7 +55,7 @@ fn customer_of(r: &AnyRow) -> Result<Customer, sqlx::Error> {
 /// redelivery (or a second instance) republishes it. No rows come back: SQLite hands each
 /// returned row from its worker thread to ours on its own, and those hand-offs were half of
 /// this service's context switches.
-pub fn keep_verdicts(script: &mut Script, verdicts: &[(Uuid, Verdict)], now: i64) -> Part {
+pub fn keep_verdicts(script: &mut Script, verdicts: &[(OrderId, Verdict)], now: i64) -> Part {
     script.push_rows(
         "INSERT INTO verdicts (order_id, reason, detail, credit_limit_cents, decided_at) \
          VALUES {rows} ON CONFLICT (order_id) DO NOTHING",
@@ -80,13 +83,13 @@ pub fn keep_verdicts(script: &mut Script, verdicts: &[(Uuid, Verdict)], now: i64
 /// The verdicts kept for those of `orders` that have one.
 pub async fn verdicts(
     conn: &mut AnyConnection,
-    orders: &[Uuid],
-) -> Result<HashMap<Uuid, Verdict>, sqlx::Error> {
+    orders: &[OrderId],
+) -> Result<HashMap<OrderId, Verdict>, sqlx::Error> {
     let mut kept = HashMap::with_capacity(orders.len());
     let sql = "SELECT order_id, reason, detail, credit_limit_cents FROM verdicts \
                WHERE order_id IN ({keys})";
     for row in fetch_in(conn, sql, orders).await? {
-        kept.insert(uuid(&row, "order_id")?, verdict_of(&row)?);
+        kept.insert(id(&row, "order_id")?, verdict_of(&row)?);
     }
     Ok(kept)
 }

@@ -739,7 +739,7 @@ async fn a_jwks_edge_takes_rs256_and_refuses_hs256_made_with_its_public_key() {
 async fn an_unreadable_event_on_an_order_subject_is_no_order() {
     use oms_topology::identity::Identity;
     let stack = Stack::start().await;
-    let id = uuid::Uuid::now_v7();
+    let id = oms_domain::OrderId::new();
     stack
         .jetstream_as(Identity::Edge)
         .await

@@ -11,7 +11,7 @@ use oms_bus::{
 };
 use oms_domain::api::{GetOrder, GetProduct, OrderStatus, OrderView, ProductView};
 use oms_domain::events::Rejection;
-use oms_domain::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
+use oms_domain::{Envelope, Event, Item, Money, OrderId, OrderSnapshot, Reason};
 use oms_e2e::{CUSTOMERS, DEADLINE, INVENTORY, ORDERS, PAYMENTS, Stack, database_url, unique_tag};
 use oms_testkit::eventually;
 use oms_topology::identity::Identity;
@@ -80,7 +80,7 @@ fn header(headers: &async_nats::HeaderMap, name: &str) -> String {
         .to_string()
 }
 
-async fn get_order(client: &async_nats::Client, order_id: Uuid) -> Result<OrderView, ApiError> {
+async fn get_order(client: &async_nats::Client, order_id: OrderId) -> Result<OrderView, ApiError> {
     api::call(client, topology::api::ORDERS_GET, &GetOrder { order_id }).await
 }
 
@@ -106,7 +106,7 @@ async fn events_that_disagree_or_are_out_of_range_go_to_the_dlq_and_change_nothi
     let reader = edge.client();
     assert_eq!(available(&reader, "item4").await, 5);
 
-    let [a, a2, b, b_subject, c1, c2, c3, d] = [(); 8].map(|_| Uuid::now_v7());
+    let [a, a2, b, b_subject, c1, c2, c3, d] = [(); 8].map(|_| OrderId::new());
     let placed = |id, order| Envelope::new(id, Event::OrderPlaced(order));
     // A rejection of a2, sent where placed orders go; the genuine order a2 follows below.
     let rejection_of_a2 = Envelope::new(

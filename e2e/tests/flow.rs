@@ -250,7 +250,7 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
         stack.jetstream_as(Identity::Order).await,
         stack.jetstream_as(Identity::Edge).await,
     );
-    let order_id = uuid::Uuid::now_v7();
+    let order_id = oms_domain::OrderId::new();
     let order = OrderSnapshot {
         customer_id: "OMS-Cust-003".into(),
         items: vec![Item {

@@ -52,7 +52,7 @@ async fn a_forged_payment_from_anyone_but_payment_is_refused_and_changes_nothing
         .event(PAYMENTS, &format!("payments.processed.{id}"))
         .await;
     let mut forged: Envelope = serde_json::from_value(event).expect("an envelope");
-    let victim = uuid::Uuid::now_v7();
+    let victim = oms_domain::OrderId::new();
     forged.order_id = victim;
     if let Event::PaymentProcessed(p) = &mut forged.event {
         p.order.customer_id = "OMS-Cust-003".into();
@@ -70,7 +70,7 @@ async fn a_forged_payment_from_anyone_but_payment_is_refused_and_changes_nothing
     // The owner's publish goes through the same way: the refusals above are about who.
     let payment = impatient(&stack, Identity::Payment).await;
     let mut genuine = forged.clone();
-    genuine.order_id = uuid::Uuid::now_v7();
+    genuine.order_id = oms_domain::OrderId::new();
     assert!(
         publish_once(&payment, &genuine).await,
         "payment may publish"

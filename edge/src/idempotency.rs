@@ -8,9 +8,9 @@
 //! two callers using the same key do not collide.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
+use oms_domain::{EventId, OrderId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::place::PlaceOrder;
 use crate::problem::Problem;
@@ -20,8 +20,8 @@ use warp::http::StatusCode;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Claim {
-    pub order_id: Uuid,
-    pub event_id: Uuid,
+    pub order_id: OrderId,
+    pub event_id: EventId,
     #[serde(with = "time::serde::rfc3339")]
     pub placed_at: OffsetDateTime,
     pub fingerprint: String,
@@ -31,8 +31,8 @@ impl Claim {
     /// A fresh order id, event id and acceptance time for `order`.
     pub fn new(order: &PlaceOrder) -> Self {
         Claim {
-            order_id: Uuid::now_v7(),
-            event_id: Uuid::now_v7(),
+            order_id: OrderId::new(),
+            event_id: EventId::new(),
             placed_at: OffsetDateTime::now_utc(),
             fingerprint: fingerprint(order),
         }

@@ -35,14 +35,13 @@ use oms_domain::api::{
     ProductView,
 };
 use oms_domain::events::EVENT_VERSION;
-use oms_domain::{Envelope, Event, OrderSnapshot};
+use oms_domain::{CustomerId, Envelope, Event, OrderId, OrderSnapshot};
 use oms_host as runtime;
 use oms_topology::{self as topology, api as endpoints};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
@@ -277,7 +276,7 @@ where
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Accepted {
-    order_id: Uuid,
+    order_id: OrderId,
     status: OrderStatus,
 }
 
@@ -288,7 +287,7 @@ async fn place_order(
     edge: Arc<Edge>,
 ) -> Result<impl Reply, Rejection> {
     let order = place::parse(&body)?;
-    authz::place_order(&caller, &order.customer_id)
+    authz::place_order(&caller, order.customer_id.as_str())
         .map_err(|d| denied(d, || Problem::not_found("no such customer")))?;
     if let Some(key) = &key {
         idempotency::check_key(key)?;
@@ -360,7 +359,7 @@ fn unavailable() -> Problem {
 
 async fn get_order(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, Rejection> {
     let not_found = || Problem::not_found(format!("order {id} does not exist"));
-    let order_id: Uuid = id.parse().map_err(|_| not_found())?;
+    let order_id: OrderId = id.parse().map_err(|_| not_found())?;
     let order =
         match api::call::<_, OrderView>(&bus.client, endpoints::ORDERS_GET, &GetOrder { order_id })
             .await
@@ -372,14 +371,14 @@ async fn get_order(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, R
                 .ok_or_else(not_found)?,
             Err(e) => return Err(Problem::from(e).into()),
         };
-    authz::read_order(&caller, &order.customer_id).map_err(|d| denied(d, not_found))?;
+    authz::read_order(&caller, order.customer_id.as_str()).map_err(|d| denied(d, not_found))?;
     Ok(warp::reply::json(&order))
 }
 
 /// The order as `orders.placed` holds it, PENDING, if it was ever accepted.
 async fn placed_order(
     js: &jetstream::Context,
-    order_id: Uuid,
+    order_id: OrderId,
 ) -> Result<Option<OrderView>, Problem> {
     use async_nats::jetstream::stream::DirectGetErrorKind;
     let stream = js
@@ -448,7 +447,7 @@ async fn list_orders(
             .clamp(1, 500) as u32,
     };
     let request = ListOrders {
-        customer_id,
+        customer_id: customer_id.map(CustomerId::from),
         status,
         limit,
         after: query.get("after").cloned(),
@@ -468,7 +467,9 @@ async fn get_customer(id: String, caller: Caller, bus: Bus) -> Result<impl Reply
     let customer: CustomerView = api::call(
         &bus.client,
         endpoints::CUSTOMERS_GET,
-        &GetCustomer { customer_id: id },
+        &GetCustomer {
+            customer_id: id.into(),
+        },
     )
     .await
     .map_err(Problem::from)?;
@@ -484,7 +485,9 @@ async fn get_product(id: String, caller: Caller, bus: Bus) -> Result<impl Reply,
     let product: ProductView = api::call(
         &bus.client,
         endpoints::PRODUCTS_GET,
-        &GetProduct { product_id: id },
+        &GetProduct {
+            product_id: id.into(),
+        },
     )
     .await
     .map_err(Problem::from)?;

@@ -5,7 +5,7 @@
 //! JSON text, so `2599.99` is 259 999 cents and `2599.999` is refused, never rounded.
 
 use oms_domain::money::MoneyError;
-use oms_domain::{Item, Money};
+use oms_domain::{CustomerId, Item, Money};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use warp::http::StatusCode;
@@ -20,7 +20,7 @@ pub const MAX_AMOUNT: Money = Money::from_cents(100_000_000);
 /// A valid order request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaceOrder {
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub total_amount: Money,
     /// One line per product; repeated product ids are added up, first appearance first.
     pub items: Vec<Item>,
@@ -121,7 +121,7 @@ pub fn is_valid_id(text: &str) -> bool {
 }
 
 /// An id: 1–64 characters of `A-Z a-z 0-9 . _ -`.
-fn id(field: &str, value: &RawValue) -> Result<String, Problem> {
+fn id<T: From<String>>(field: &str, value: &RawValue) -> Result<T, Problem> {
     let text: String = serde_json::from_str(value.get())
         .map_err(|_| Problem::invalid(format!("{field} must be a string")))?;
     if !is_valid_id(&text) {
@@ -129,7 +129,7 @@ fn id(field: &str, value: &RawValue) -> Result<String, Problem> {
             "{field} must be 1 to 64 characters of letters, digits, '.', '_' or '-'"
         )));
     }
-    Ok(text)
+    Ok(text.into())
 }
 
 fn amount(value: &RawValue) -> Result<Money, Problem> {

@@ -2,12 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use oms_domain::{Item, Reason};
-use uuid::Uuid;
+use oms_domain::{Item, OrderId, ProductId, Reason};
 
 /// Quantities per product; a product listed twice adds up. Sorted, so that every writer
 /// touches rows in the same order.
-pub fn totals(items: &[Item]) -> BTreeMap<String, i64> {
+pub fn totals(items: &[Item]) -> BTreeMap<ProductId, i64> {
     let mut totals = BTreeMap::new();
     for item in items {
         *totals.entry(item.product_id.clone()).or_insert(0) += i64::from(item.quantity);
@@ -18,8 +17,8 @@ pub fn totals(items: &[Item]) -> BTreeMap<String, i64> {
 /// All or nothing: every product must exist and have enough stock, else nothing is taken.
 /// `stock` holds what is available per product that exists.
 pub fn reserve(
-    wanted: &BTreeMap<String, i64>,
-    stock: &HashMap<String, i64>,
+    wanted: &BTreeMap<ProductId, i64>,
+    stock: &HashMap<ProductId, i64>,
 ) -> Result<(), (Reason, String)> {
     if let Some(unknown) = wanted.keys().find(|p| !stock.contains_key(*p)) {
         return Err((
@@ -86,9 +85,9 @@ pub fn on_rejected(current: Option<Status>) -> OnRejected {
 #[derive(Debug, Clone, Copy)]
 pub enum Ask<'a> {
     /// An order was placed: reserve its items.
-    Reserve(Uuid, &'a [Item]),
+    Reserve(OrderId, &'a [Item]),
     /// An order was rejected: give back what it holds.
-    Release(Uuid),
+    Release(OrderId),
 }
 
 /// What an ask answers.
@@ -106,7 +105,7 @@ pub enum Answer {
 pub struct Held {
     pub status: Status,
     pub reason: Option<(Reason, String)>,
-    pub items: BTreeMap<String, i64>,
+    pub items: BTreeMap<ProductId, i64>,
 }
 
 /// The effects of a batch: reservations to insert, orders whose stock goes back, the net
@@ -114,9 +113,9 @@ pub struct Held {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub answers: Vec<Answer>,
-    pub new: Vec<(Uuid, Held)>,
-    pub released: Vec<Uuid>,
-    pub delta: BTreeMap<String, i64>,
+    pub new: Vec<(OrderId, Held)>,
+    pub released: Vec<OrderId>,
+    pub delta: BTreeMap<ProductId, i64>,
 }
 
 /// Folds the asks of a batch, in order, over the stored reservations and stock, as if each
@@ -124,8 +123,8 @@ pub struct Plan {
 /// was decided then (redeliveries, and a rejection that came before its order).
 pub fn plan(
     asks: &[Ask<'_>],
-    mut held: HashMap<Uuid, Held>,
-    mut stock: HashMap<String, i64>,
+    mut held: HashMap<OrderId, Held>,
+    mut stock: HashMap<ProductId, i64>,
 ) -> Plan {
     let mut plan = Plan::default();
     for ask in asks {
@@ -211,10 +210,10 @@ mod tests {
         }
     }
 
-    fn stock() -> HashMap<String, i64> {
+    fn stock() -> HashMap<ProductId, i64> {
         [("item1", 1000), ("item4", 5), ("item5", 0)]
             .into_iter()
-            .map(|(p, n)| (p.to_string(), n))
+            .map(|(p, n)| (p.into(), n))
             .collect()
     }
 
@@ -257,8 +256,8 @@ mod tests {
         assert_eq!(on_rejected(Some(Status::Cancelled)), OnRejected::Nothing);
     }
 
-    fn id(n: u128) -> Uuid {
-        Uuid::from_u128(n)
+    fn id(n: u128) -> OrderId {
+        OrderId::from_uuid(uuid::Uuid::from_u128(n))
     }
 
     #[test]

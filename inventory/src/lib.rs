@@ -18,7 +18,7 @@ use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::api::{GetProduct, ProductView};
 use oms_domain::events::{Rejection, Snapshot};
-use oms_domain::{Event, EventKind, OrderSnapshot};
+use oms_domain::{Event, EventKind, OrderId, OrderSnapshot, ProductId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
@@ -26,7 +26,6 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::net::TcpListener;
 use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::decide::{Answer, Ask, Held, Plan};
 use crate::store::Stock;
@@ -106,7 +105,7 @@ impl Step for Inventory {
     type Input = StockEvent;
     type Work = (Transaction<'static, Any>, OwnedMutexGuard<()>);
     /// The reservations of the batch's orders, and the stock of every product involved.
-    type Found = (HashMap<Uuid, Held>, Stock);
+    type Found = (HashMap<OrderId, Held>, Stock);
     type Plan = Plan;
 
     fn in_flight(&self) -> usize {
@@ -117,18 +116,18 @@ impl Step for Inventory {
         &self,
         batch: &[Incoming<StockEvent>],
     ) -> Result<(Self::Work, Self::Found), HandleError> {
-        let mut orders: Vec<Uuid> = batch.iter().map(|a| a.order_id).collect();
+        let mut orders: Vec<OrderId> = batch.iter().map(|a| a.order_id).collect();
         orders.sort_unstable();
         orders.dedup();
         // Products the placed orders name; those the held reservations name come with them.
-        let mut products: Vec<&str> = batch
+        let mut products: Vec<&ProductId> = batch
             .iter()
             .filter_map(|a| match &a.event {
                 StockEvent::Placed(order) => Some(order.items.iter()),
                 StockEvent::Rejected(_) => None,
             })
             .flatten()
-            .map(|i| i.product_id.as_str())
+            .map(|i| &i.product_id)
             .collect();
         products.sort_unstable();
         products.dedup();
@@ -193,7 +192,7 @@ fn announcement(order: OrderSnapshot, answer: Answer) -> Option<Event> {
     })
 }
 
-async fn get_product(pool: &AnyPool, product_id: &str) -> Result<ProductView, ApiError> {
+async fn get_product(pool: &AnyPool, product_id: &ProductId) -> Result<ProductView, ApiError> {
     let product = store::product(pool, product_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("product {product_id} does not exist")))?;

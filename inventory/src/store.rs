@@ -3,11 +3,10 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use oms_domain::Reason;
-use oms_store::{MAX_ROWS, Part, Script, StatementResult, Value, uuid};
+use oms_domain::{OrderId, ProductId, Reason};
+use oms_store::{MAX_ROWS, Part, Script, StatementResult, Value, id};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use uuid::Uuid;
 
 use crate::decide::{Held, Status};
 
@@ -16,7 +15,7 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
-    pub product_id: String,
+    pub product_id: ProductId,
     pub name: String,
     pub available: i64,
 }
@@ -24,7 +23,7 @@ pub struct Product {
 /// Adds to `script` the reading of the stored reservations among `orders`, with what each
 /// holds and the available stock of what it holds (one statement: on PostgreSQL every
 /// statement is a round trip); read them with [`read_reservations`].
-pub fn reservations(script: &mut Script, orders: &[Uuid]) -> Part {
+pub fn reservations(script: &mut Script, orders: &[OrderId]) -> Part {
     script.push_in(
         "SELECT r.order_id, r.status, r.reason, r.detail, i.product_id, i.quantity, p.available \
          FROM reservations r \
@@ -36,21 +35,24 @@ pub fn reservations(script: &mut Script, orders: &[Uuid]) -> Part {
 }
 
 /// Available stock by product.
-pub type Stock = HashMap<String, i64>;
+pub type Stock = HashMap<ProductId, i64>;
 
 /// The reservations found, and the stock of the products they hold.
 pub fn read_reservations(
     part: &Part,
     outcomes: &[StatementResult],
-) -> Result<(HashMap<Uuid, Held>, Stock), sqlx::Error> {
+) -> Result<(HashMap<OrderId, Held>, Stock), sqlx::Error> {
     let (mut held, mut stock) = (HashMap::new(), Stock::new());
     for row in part.rows(outcomes) {
-        let reservation = match held.entry(uuid(row, "order_id")?) {
+        let reservation = match held.entry(id(row, "order_id")?) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(held_of(row)?),
         };
         // A reservation without items (rejected, say) comes as one row of NULLs.
-        let Some(product_id) = row.try_get::<Option<String>, _>("product_id")? else {
+        let Some(product_id) = row
+            .try_get::<Option<String>, _>("product_id")?
+            .map(ProductId::from)
+        else {
             continue;
         };
         if let Some(available) = row.try_get::<Option<i64>, _>("available")? {
@@ -82,7 +84,7 @@ fn held_of(row: &AnyRow) -> Result<Held, sqlx::Error> {
 
 /// Adds to `script` the reading of the available stock of each of `products` that exists;
 /// read it with [`read_stock`].
-pub fn stock(script: &mut Script, products: &[&str]) -> Part {
+pub fn stock(script: &mut Script, products: &[&ProductId]) -> Part {
     script.push_in(
         "SELECT product_id, available FROM products WHERE product_id IN ({keys})",
         products,
@@ -91,17 +93,17 @@ pub fn stock(script: &mut Script, products: &[&str]) -> Part {
 
 pub fn read_stock(part: &Part, outcomes: &[StatementResult]) -> Result<Stock, sqlx::Error> {
     part.rows(outcomes)
-        .map(|row| Ok((row.try_get("product_id")?, row.try_get("available")?)))
+        .map(|row| Ok((id(row, "product_id")?, row.try_get("available")?)))
         .collect()
 }
 
 /// Adds to `script` the net change of each product's stock, one statement per chunk; the
 /// change went through only if the part affected `delta.len()` rows, else the caller rolls
 /// back. The guard keeps stock from ever going negative, whatever runs concurrently.
-pub fn adjust(script: &mut Script, delta: &BTreeMap<String, i64>) -> Part {
+pub fn adjust(script: &mut Script, delta: &BTreeMap<ProductId, i64>) -> Part {
     let params = script.params();
     let first = script.len();
-    let delta: Vec<(&String, &i64)> = delta.iter().collect();
+    let delta: Vec<(&ProductId, &i64)> = delta.iter().collect();
     for chunk in delta.chunks(MAX_ROWS) {
         // Parameters are numbered in the order they appear, which is also the binding order:
         // the CASE of the set, the same of the guard, then the ids.
@@ -129,7 +131,7 @@ pub fn adjust(script: &mut Script, delta: &BTreeMap<String, i64>) -> Part {
 
 /// Adds to `script` the recording of new reservations (RESERVED with their items, REJECTED,
 /// CANCELLED).
-pub fn insert(script: &mut Script, new: &[(Uuid, Held)], now: i64) {
+pub fn insert(script: &mut Script, new: &[(OrderId, Held)], now: i64) {
     script.push_rows(
         "INSERT INTO reservations (order_id, status, reason, detail, updated_at) VALUES {rows}",
         new,
@@ -147,7 +149,7 @@ pub fn insert(script: &mut Script, new: &[(Uuid, Held)], now: i64) {
             ]
         },
     );
-    let items: Vec<(&Uuid, &String, i64)> = new
+    let items: Vec<(&OrderId, &ProductId, i64)> = new
         .iter()
         .flat_map(|(order_id, held)| held.items.iter().map(move |(p, q)| (order_id, p, *q)))
         .collect();
@@ -166,7 +168,7 @@ pub fn insert(script: &mut Script, new: &[(Uuid, Held)], now: i64) {
 
 /// Adds to `script` the marking of reservations RELEASED (their stock went back through
 /// [`adjust`]).
-pub fn mark_released(script: &mut Script, orders: &[Uuid], now: i64) {
+pub fn mark_released(script: &mut Script, orders: &[OrderId], now: i64) {
     let params = script.params();
     for chunk in orders.chunks(MAX_ROWS) {
         let sql = format!(
@@ -182,14 +184,17 @@ pub fn mark_released(script: &mut Script, orders: &[Uuid], now: i64) {
     }
 }
 
-pub async fn product(pool: &AnyPool, product_id: &str) -> Result<Option<Product>, sqlx::Error> {
+pub async fn product(
+    pool: &AnyPool,
+    product_id: &ProductId,
+) -> Result<Option<Product>, sqlx::Error> {
     let row = sqlx::query("SELECT product_id, name, available FROM products WHERE product_id = $1")
-        .bind(product_id)
+        .bind(product_id.as_str())
         .fetch_optional(pool)
         .await?;
     row.map(|r| {
         Ok(Product {
-            product_id: r.try_get("product_id")?,
+            product_id: id(&r, "product_id")?,
             name: r.try_get("name")?,
             available: r.try_get("available")?,
         })

@@ -6,8 +6,7 @@ use std::collections::{HashMap, HashSet};
 use oms_bus::Incoming;
 use oms_domain::api::OrderStatus;
 use oms_domain::events::{PaymentProcessed, Rejection, Snapshot};
-use oms_domain::{Event, OrderSnapshot, Reason};
-use uuid::Uuid;
+use oms_domain::{Event, EventId, OrderId, OrderSnapshot, Reason};
 
 /// What order takes: every event that moves an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,9 +82,9 @@ pub fn transition(current: OrderStatus, arrival: &OrderEvent) -> Option<Transiti
 /// changes (order, change, the event that caused it), and every order's head afterwards.
 #[derive(Debug, Default)]
 pub struct Plan {
-    pub new: Vec<(Uuid, OrderSnapshot, Uuid)>,
-    pub changes: Vec<(Uuid, Transition, Uuid)>,
-    pub heads: HashMap<Uuid, Head>,
+    pub new: Vec<(OrderId, OrderSnapshot, EventId)>,
+    pub changes: Vec<(OrderId, Transition, EventId)>,
+    pub heads: HashMap<OrderId, Head>,
 }
 
 /// Applies the `fresh` events of `batch` (those not applied before) in stream order to the
@@ -93,8 +92,8 @@ pub struct Plan {
 /// carries; each order changes at most once, since the first change is terminal.
 pub fn plan(
     batch: &[Incoming<OrderEvent>],
-    fresh: &HashSet<Uuid>,
-    mut heads: HashMap<Uuid, Head>,
+    fresh: &HashSet<EventId>,
+    mut heads: HashMap<OrderId, Head>,
 ) -> Plan {
     let mut plan = Plan::default();
     for incoming in batch.iter().filter(|e| fresh.contains(&e.event_id)) {
@@ -117,9 +116,9 @@ pub fn plan(
 /// finds it not yet announced. An order is announced once per batch, with its last event.
 pub fn announcements(
     batch: &[Incoming<OrderEvent>],
-    heads: &HashMap<Uuid, Head>,
+    heads: &HashMap<OrderId, Head>,
 ) -> Vec<Option<Event>> {
-    let last: HashMap<Uuid, usize> = batch
+    let last: HashMap<OrderId, usize> = batch
         .iter()
         .enumerate()
         .map(|(i, e)| (e.order_id, i))
@@ -179,9 +178,9 @@ mod tests {
         })
     }
 
-    fn incoming(order_id: Uuid, event: OrderEvent) -> Incoming<OrderEvent> {
+    fn incoming(order_id: OrderId, event: OrderEvent) -> Incoming<OrderEvent> {
         Incoming {
-            event_id: Uuid::now_v7(),
+            event_id: EventId::new(),
             order_id,
             event,
         }
@@ -225,21 +224,21 @@ mod tests {
 
     #[test]
     fn a_batch_creates_an_order_once_moves_it_once_and_announces_it_with_its_last_event() {
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (OrderId::new(), OrderId::new());
         let batch = [
             incoming(a, OrderEvent::Placed(order())),
             incoming(a, processed()),
             incoming(a, rejected(Reason::OutOfStock)), // too late: CONFIRMED stays
             incoming(b, rejected(Reason::CustomerBlocked)),
         ];
-        let fresh: HashSet<Uuid> = batch.iter().map(|e| e.event_id).collect();
+        let fresh: HashSet<EventId> = batch.iter().map(|e| e.event_id).collect();
         let plan = plan(&batch, &fresh, HashMap::new());
-        let created: Vec<(Uuid, Uuid)> = plan.new.iter().map(|(o, _, e)| (*o, *e)).collect();
+        let created: Vec<(OrderId, EventId)> = plan.new.iter().map(|(o, _, e)| (*o, *e)).collect();
         assert_eq!(
             created,
             vec![(a, batch[0].event_id), (b, batch[3].event_id)]
         );
-        let changed: Vec<(Uuid, OrderStatus)> = plan
+        let changed: Vec<(OrderId, OrderStatus)> = plan
             .changes
             .iter()
             .map(|(o, t, _)| (*o, t.status))
@@ -263,7 +262,7 @@ mod tests {
 
     #[test]
     fn events_applied_before_change_nothing_and_an_announced_order_is_not_announced_again() {
-        let a = Uuid::now_v7();
+        let a = OrderId::new();
         let batch = [incoming(a, processed())];
         let confirmed = Head {
             status: OrderStatus::Confirmed,

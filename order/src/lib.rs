@@ -19,7 +19,7 @@ use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::api::{GetOrder, ListOrders};
-use oms_domain::{Event, EventKind};
+use oms_domain::{Event, EventId, EventKind, OrderId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
@@ -27,7 +27,6 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::net::TcpListener;
 use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::decide::{Head, OrderEvent, Plan};
 
@@ -115,7 +114,7 @@ impl Step for Orders {
     type Input = OrderEvent;
     type Work = (Transaction<'static, Any>, OwnedMutexGuard<()>);
     /// The events of the batch not applied before, and the stored heads of its orders.
-    type Found = (HashSet<Uuid>, HashMap<Uuid, Head>);
+    type Found = (HashSet<EventId>, HashMap<OrderId, Head>);
     type Plan = Plan;
 
     fn in_flight(&self) -> usize {
@@ -130,8 +129,8 @@ impl Step for Orders {
     ) -> Result<(Self::Work, Self::Found), HandleError> {
         let turn = self.writing.clone().lock_owned().await;
         let mut tx = db::begin_write(&self.pool).await?;
-        let ids: Vec<(Uuid, Uuid)> = batch.iter().map(|e| (e.event_id, e.order_id)).collect();
-        let mut orders: Vec<Uuid> = batch.iter().map(|e| e.order_id).collect();
+        let ids: Vec<(EventId, OrderId)> = batch.iter().map(|e| (e.event_id, e.order_id)).collect();
+        let mut orders: Vec<OrderId> = batch.iter().map(|e| e.order_id).collect();
         orders.sort_unstable();
         orders.dedup();
         let mut script = Script::new(&tx);
@@ -176,7 +175,7 @@ impl Step for Orders {
         Ok(decide::announcements(batch, &plan.heads))
     }
 
-    async fn announced(&self, orders: &[Uuid]) -> Result<(), HandleError> {
+    async fn announced(&self, orders: &[OrderId]) -> Result<(), HandleError> {
         let _turn = self.writing.lock().await;
         Ok(store::mark_announced(&self.pool, orders).await?)
     }
@@ -229,7 +228,7 @@ mod tests {
             },
             js.clone(),
         );
-        let order_id = Uuid::now_v7();
+        let order_id = OrderId::new();
         let order = OrderSnapshot {
             customer_id: "OMS-Cust-001".into(),
             items: vec![Item {

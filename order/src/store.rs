@@ -3,13 +3,12 @@
 use oms_domain::api::{ListOrders, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
-use oms_domain::{Item, Money, OrderSnapshot, Reason};
+use oms_domain::{EventId, Item, Money, OrderId, OrderSnapshot, Reason};
 use oms_store::{
-    MAX_ROWS, Part, Script, StatementResult, Value, execute_in, from_micros, to_micros, uuid,
+    MAX_ROWS, Part, Script, StatementResult, Value, execute_in, from_micros, id, to_micros,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
-use uuid::Uuid;
 
 use crate::decide::{Head, Transition};
 
@@ -23,7 +22,7 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// It returns no rows on purpose, nor do [`create`] and [`apply`]: SQLite hands each returned
 /// row from its worker thread to ours on its own, and their row per event made two thirds of
 /// this service's context switches.
-pub fn claim(script: &mut Script, events: &[(Uuid, Uuid)], now: i64) -> Part {
+pub fn claim(script: &mut Script, events: &[(EventId, OrderId)], now: i64) -> Part {
     script.push_rows(
         "INSERT INTO processed_events (event_id, order_id, processed_at) VALUES {rows} \
          ON CONFLICT (event_id) DO NOTHING",
@@ -35,8 +34,8 @@ pub fn claim(script: &mut Script, events: &[(Uuid, Uuid)], now: i64) -> Part {
 /// The events of `events` not applied before, from the number of rows [`claim`] added
 /// (`affected`): all of them, or none (a redelivered batch). `None` when only some were new:
 /// the count does not say which, so the caller takes them one at a time, where it does.
-pub fn fresh(affected: u64, events: &[(Uuid, Uuid)]) -> Option<HashSet<Uuid>> {
-    let all: HashSet<Uuid> = events.iter().map(|(event_id, _)| *event_id).collect();
+pub fn fresh(affected: u64, events: &[(EventId, OrderId)]) -> Option<HashSet<EventId>> {
+    let all: HashSet<EventId> = events.iter().map(|(event_id, _)| *event_id).collect();
     match affected {
         0 => Some(HashSet::new()),
         n if n == all.len() as u64 => Some(all),
@@ -48,7 +47,7 @@ pub fn fresh(affected: u64, events: &[(Uuid, Uuid)]) -> Option<HashSet<Uuid>> {
 /// of `orders` (each once) that do not exist yet, with their items and the first history
 /// entry; the part affects as many rows as it created orders (fewer when another instance
 /// created one first: its items and history are already there and stay as they are).
-pub fn create(script: &mut Script, orders: &[(Uuid, OrderSnapshot, Uuid)]) -> Part {
+pub fn create(script: &mut Script, orders: &[(OrderId, OrderSnapshot, EventId)]) -> Part {
     let pending = OrderStatus::Pending.as_str();
     let created = script.push_rows(
         "INSERT INTO orders (order_id, customer_id, total_cents, status, created_at, updated_at) \
@@ -66,7 +65,7 @@ pub fn create(script: &mut Script, orders: &[(Uuid, OrderSnapshot, Uuid)]) -> Pa
             ]
         },
     );
-    let items: Vec<(&Uuid, usize, &Item)> = orders
+    let items: Vec<(&OrderId, usize, &Item)> = orders
         .iter()
         .flat_map(|(order_id, order, _)| {
             order
@@ -108,7 +107,7 @@ pub fn create(script: &mut Script, orders: &[(Uuid, OrderSnapshot, Uuid)]) -> Pa
 
 /// Adds to `script` the reading of the stored heads of `orders` (those that exist); read them
 /// with [`read_heads`].
-pub fn heads(script: &mut Script, orders: &[Uuid]) -> Part {
+pub fn heads(script: &mut Script, orders: &[OrderId]) -> Part {
     script.push_in(
         "SELECT order_id, status, reason, detail, announced FROM orders \
          WHERE order_id IN ({keys})",
@@ -119,9 +118,9 @@ pub fn heads(script: &mut Script, orders: &[Uuid]) -> Part {
 pub fn read_heads(
     part: &Part,
     outcomes: &[StatementResult],
-) -> Result<HashMap<Uuid, Head>, sqlx::Error> {
+) -> Result<HashMap<OrderId, Head>, sqlx::Error> {
     part.rows(outcomes)
-        .map(|row| Ok((uuid(row, "order_id")?, head_of(row)?)))
+        .map(|row| Ok((id(row, "order_id")?, head_of(row)?)))
         .collect()
 }
 
@@ -129,8 +128,8 @@ pub fn read_heads(
 /// of them first.
 pub async fn reread(
     conn: &mut AnyConnection,
-    heads: &mut HashMap<Uuid, Head>,
-    orders: &[Uuid],
+    heads: &mut HashMap<OrderId, Head>,
+    orders: &[OrderId],
 ) -> Result<(), sqlx::Error> {
     if !orders.is_empty() {
         let mut script = Script::new(conn);
@@ -156,7 +155,7 @@ fn head_of(row: &AnyRow) -> Result<Head, sqlx::Error> {
 /// history. The `status = 'PENDING'` guard means a terminal order never moves: the part affects
 /// as many rows as orders changed (fewer when another instance moved one first). A history
 /// entry is written only for the status its order has now.
-pub fn apply(script: &mut Script, changes: &[(Uuid, Transition, Uuid)], now: i64) -> Part {
+pub fn apply(script: &mut Script, changes: &[(OrderId, Transition, EventId)], now: i64) -> Part {
     let params = script.params();
     let first = script.len();
     for chunk in changes.chunks(MAX_ROWS) {
@@ -209,7 +208,7 @@ pub fn apply(script: &mut Script, changes: &[(Uuid, Transition, Uuid)], now: i64
 }
 
 /// Marks the final status of `orders` as published.
-pub async fn mark_announced(pool: &AnyPool, orders: &[Uuid]) -> Result<(), sqlx::Error> {
+pub async fn mark_announced(pool: &AnyPool, orders: &[OrderId]) -> Result<(), sqlx::Error> {
     if orders.is_empty() {
         return Ok(());
     }
@@ -235,7 +234,7 @@ async fn items(pool: &AnyPool, order_id: &str) -> Result<Vec<Item>, sqlx::Error>
     rows.iter()
         .map(|r| {
             Ok(Item {
-                product_id: r.try_get("product_id")?,
+                product_id: id(r, "product_id")?,
                 quantity: u32::try_from(r.try_get::<i64, _>("quantity")?).unwrap_or(u32::MAX),
             })
         })
@@ -245,10 +244,8 @@ async fn items(pool: &AnyPool, order_id: &str) -> Result<Vec<Item>, sqlx::Error>
 async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
     let order_id: String = row.try_get("order_id")?;
     Ok(OrderView {
-        order_id: order_id
-            .parse()
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        customer_id: row.try_get("customer_id")?,
+        order_id: id(row, "order_id")?,
+        customer_id: id(row, "customer_id")?,
         items: items(pool, &order_id).await?,
         total_amount: Money::from_cents(row.try_get("total_cents")?),
         status: status_of(row)?,
@@ -261,7 +258,7 @@ async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
     })
 }
 
-pub async fn get(pool: &AnyPool, order_id: Uuid) -> Result<Option<OrderView>, sqlx::Error> {
+pub async fn get(pool: &AnyPool, order_id: OrderId) -> Result<Option<OrderView>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT order_id, customer_id, total_cents, status, reason, created_at, updated_at \
          FROM orders WHERE order_id = $1",
@@ -289,7 +286,7 @@ pub async fn list(pool: &AnyPool, q: &ListOrders) -> Result<OrderPage, sqlx::Err
          ORDER BY created_at DESC, order_id DESC \
          LIMIT $5",
     )
-    .bind(q.customer_id.as_deref())
+    .bind(q.customer_id.as_ref().map(|c| c.as_str()))
     .bind(q.status.map(OrderStatus::as_str))
     .bind(cursor.as_ref().map(|c| c.0))
     .bind(cursor.as_ref().map(|c| c.1.clone()).unwrap_or_default())
@@ -313,7 +310,7 @@ pub async fn list(pool: &AnyPool, q: &ListOrders) -> Result<OrderPage, sqlx::Err
 
 fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
     let (at, id) = cursor.split_once('_')?;
-    Some((at.parse().ok()?, id.parse::<Uuid>().ok()?.to_string()))
+    Some((at.parse().ok()?, id.parse::<OrderId>().ok()?.to_string()))
 }
 
 #[cfg(test)]
@@ -322,7 +319,8 @@ mod tests {
 
     #[test]
     fn a_claim_count_tells_all_new_from_none_and_not_some() {
-        let [a, b, o] = [(); 3].map(|_| Uuid::new_v4());
+        let [a, b] = [(); 2].map(|_| EventId::new());
+        let o = OrderId::new();
         let events = [(a, o), (b, o), (a, o)];
         assert_eq!(fresh(2, &events), Some(HashSet::from([a, b])), "both new");
         assert_eq!(fresh(0, &events), Some(HashSet::new()), "both seen before");

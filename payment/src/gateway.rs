@@ -2,7 +2,7 @@
 //! order: a second charge of the same order finds the first one instead of charging again.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
-use oms_domain::Money;
+use oms_domain::{Money, OrderId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use uuid::Uuid;
 #[serde(rename_all = "camelCase")]
 pub struct Charge {
     pub charge_id: String,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     pub amount: Money,
     #[serde(with = "time::serde::rfc3339")]
     pub charged_at: time::OffsetDateTime,
@@ -22,11 +22,15 @@ pub enum GatewayError {
     #[error("ledger unavailable: {0}")]
     Unavailable(String),
     #[error("ledger entry for {0} is unreadable: {1}")]
-    Corrupt(Uuid, serde_json::Error),
+    Corrupt(OrderId, serde_json::Error),
 }
 
 /// Charges `amount` for `order_id` exactly once; later calls return the first charge.
-pub async fn charge(ledger: &Store, order_id: Uuid, amount: Money) -> Result<Charge, GatewayError> {
+pub async fn charge(
+    ledger: &Store,
+    order_id: OrderId,
+    amount: Money,
+) -> Result<Charge, GatewayError> {
     let key = order_id.to_string();
     let charge = Charge {
         charge_id: format!("ch_{}", Uuid::new_v4().simple()),

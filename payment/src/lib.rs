@@ -17,13 +17,13 @@ use std::sync::Mutex;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
+use oms_domain::OrderId;
 use oms_domain::events::{PaymentProcessed, Rejection};
 use oms_domain::{Event, EventKind, OrderSnapshot, Reason};
 use oms_host::Service;
 use oms_topology as topology;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::join::{Arrival, CustomerVerdict, Decision, InventoryVerdict, Join, Settlement};
 
@@ -92,7 +92,7 @@ struct Payments {
     joins: kv::Store,
     /// Per open saga, the join state and revision this instance wrote last (`None`: read the
     /// bucket, someone else wrote since).
-    known: Mutex<HashMap<Uuid, Option<(Join, u64)>>>,
+    known: Mutex<HashMap<OrderId, Option<(Join, u64)>>>,
     ledger: kv::Store,
 }
 
@@ -208,7 +208,7 @@ fn one(batch: &[Incoming<Checked>]) -> &Incoming<Checked> {
 
 impl Payments {
     /// The order's join as the bucket has it, with its revision (`None`: no entry yet).
-    async fn read(&self, order_id: Uuid) -> Result<(At, Join), HandleError> {
+    async fn read(&self, order_id: OrderId) -> Result<(At, Join), HandleError> {
         let entry = self
             .joins
             .entry(order_id.to_string())
@@ -231,7 +231,7 @@ impl Payments {
     /// Writes `join` if the entry is still at `revision` (`None`: if there is none yet).
     async fn write(
         &self,
-        order_id: Uuid,
+        order_id: OrderId,
         join: &Join,
         revision: Option<u64>,
     ) -> Result<(), HandleError> {
@@ -264,7 +264,7 @@ impl Payments {
     }
 
     /// Someone else wrote the order's join: the next load reads it.
-    fn stale(&self, order_id: Uuid) {
+    fn stale(&self, order_id: OrderId) {
         self.known
             .lock()
             .expect("not poisoned")
@@ -273,7 +273,7 @@ impl Payments {
 
     /// Keeps what was written while the saga still needs it: not once the outcome is in, or
     /// when there is nothing to charge.
-    fn remember(&self, order_id: Uuid, join: &Join, revision: u64) {
+    fn remember(&self, order_id: OrderId, join: &Join, revision: u64) {
         let done = join.outcome.is_some() || join::decide(join) == Decision::NoCharge;
         let mut known = self.known.lock().expect("not poisoned");
         if done {

@@ -103,18 +103,18 @@ fn transient_failures(count: usize, why: &str) -> Vec<Result<(), HandleError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oms_domain::OrderId;
     use oms_domain::{Event, Item, Money, OrderSnapshot};
     use std::sync::Arc;
     use std::sync::Mutex;
     use std::time::Duration;
     use tokio::sync::{Notify, Semaphore};
-    use uuid::Uuid;
 
     /// Records the order ids of every call and fails the events of the orders in `bad`; a call
     /// waits for `gate` after saying it started. Takes `in_flight` calls at once.
     struct Recorder {
-        calls: Arc<Mutex<Vec<Vec<Uuid>>>>,
-        bad: Vec<Uuid>,
+        calls: Arc<Mutex<Vec<Vec<OrderId>>>>,
+        bad: Vec<OrderId>,
         started: Arc<Notify>,
         gate: Arc<Semaphore>,
         in_flight: usize,
@@ -128,7 +128,7 @@ mod tests {
         async fn handle_batch(&self, events: Vec<Envelope>) -> Vec<Result<(), HandleError>> {
             self.started.notify_one();
             let _open = self.gate.acquire().await.expect("gate stays open");
-            let ids: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+            let ids: Vec<OrderId> = events.iter().map(|e| e.order_id).collect();
             self.calls.lock().unwrap().push(ids.clone());
             ids.iter()
                 .map(|id| match self.bad.contains(id) {
@@ -139,7 +139,7 @@ mod tests {
         }
     }
 
-    fn placed(order_id: Uuid) -> Envelope {
+    fn placed(order_id: OrderId) -> Envelope {
         Envelope::new(
             order_id,
             Event::OrderPlaced(OrderSnapshot {
@@ -156,7 +156,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_funnel_joins_waiting_batches_and_gives_each_its_own_outcomes() {
-        let [x, a1, a2, b1, b2] = [(); 5].map(|_| Uuid::new_v4());
+        let [x, a1, a2, b1, b2] = [(); 5].map(|_| OrderId::new());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Notify::new());
         let gate = Arc::new(Semaphore::new(0));
@@ -195,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_funnel_of_two_rounds_starts_the_next_while_one_is_busy() {
-        let [a, b, c] = [(); 3].map(|_| Uuid::new_v4());
+        let [a, b, c] = [(); 3].map(|_| OrderId::new());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(Notify::new());
         let gate = Arc::new(Semaphore::new(0));
@@ -251,13 +251,13 @@ mod tests {
     #[tokio::test]
     async fn a_funnel_outlives_a_panicking_handler() {
         let funnel = Funnel::new(PanicsOnce(Default::default()));
-        let first = funnel.handle_batch(vec![placed(Uuid::new_v4())]).await;
+        let first = funnel.handle_batch(vec![placed(OrderId::new())]).await;
         assert!(
             matches!(first.as_slice(), [Err(HandleError::Transient(_))]),
             "the panicked round is retried later"
         );
         let second = funnel
-            .handle_batch(vec![placed(Uuid::new_v4()), placed(Uuid::new_v4())])
+            .handle_batch(vec![placed(OrderId::new()), placed(OrderId::new())])
             .await;
         assert!(second.len() == 2 && second.iter().all(Result::is_ok));
     }

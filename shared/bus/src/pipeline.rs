@@ -11,10 +11,8 @@
 use std::future::Future;
 
 use async_nats::jetstream;
+use oms_domain::{Envelope, Event, EventId, EventKind, OrderId};
 use tracing::{debug, warn};
-use uuid::Uuid;
-
-use oms_domain::{Envelope, Event, EventKind};
 
 use crate::{HandleError, Handler, publish_all};
 
@@ -36,8 +34,8 @@ pub trait Input: Sized + Send + Sync + 'static {
 /// One event a step takes, with what its envelope says.
 #[derive(Debug, Clone)]
 pub struct Incoming<I> {
-    pub event_id: Uuid,
-    pub order_id: Uuid,
+    pub event_id: EventId,
+    pub order_id: OrderId,
     pub event: I,
 }
 
@@ -85,7 +83,10 @@ pub trait Step: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Option<Event>>, HandleError>> + Send;
 
     /// Called with the orders whose announcements the stream now holds.
-    fn announced(&self, orders: &[Uuid]) -> impl Future<Output = Result<(), HandleError>> + Send {
+    fn announced(
+        &self,
+        orders: &[OrderId],
+    ) -> impl Future<Output = Result<(), HandleError>> + Send {
         let _ = orders;
         async { Ok(()) }
     }

@@ -2,23 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::events::{Item, Reason};
+use crate::ids::{CustomerId, OrderId, ProductId};
 use crate::money::Money;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetOrder {
-    pub order_id: Uuid,
+    pub order_id: OrderId,
 }
 
 /// An order as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
-    pub order_id: Uuid,
-    pub customer_id: String,
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
     pub items: Vec<Item>,
     pub total_amount: Money,
     pub status: OrderStatus,
@@ -59,7 +59,7 @@ impl OrderStatus {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListOrders {
-    pub customer_id: Option<String>,
+    pub customer_id: Option<CustomerId>,
     pub status: Option<OrderStatus>,
     pub limit: u32,
     /// Opaque cursor from a previous page's `next`.
@@ -76,13 +76,13 @@ pub struct OrderPage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetCustomer {
-    pub customer_id: String,
+    pub customer_id: CustomerId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerView {
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub name: String,
     pub status: String,
     pub credit_limit: Money,
@@ -91,13 +91,13 @@ pub struct CustomerView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetProduct {
-    pub product_id: String,
+    pub product_id: ProductId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductView {
-    pub product_id: String,
+    pub product_id: ProductId,
     pub name: String,
     pub available: i64,
 }

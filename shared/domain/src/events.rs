@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::ids::{CustomerId, EventId, OrderId, ProductId};
 use crate::money::Money;
 
 /// Schema version written into every envelope; readers accept this version or older.
@@ -17,7 +18,7 @@ pub const EVENT_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Item {
-    pub product_id: String,
+    pub product_id: ProductId,
     pub quantity: u32,
 }
 
@@ -25,7 +26,7 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSnapshot {
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     pub items: Vec<Item>,
     pub total_amount: Money,
     #[serde(with = "time::serde::rfc3339")]
@@ -165,7 +166,7 @@ impl EventKind {
 
     /// `<step>.<orderId>`: the subject of this kind of event of one order, also its
     /// `Nats-Msg-Id` (unique per order and step).
-    pub fn subject(self, order_id: Uuid) -> String {
+    pub fn subject(self, order_id: OrderId) -> String {
         format!("{}.{order_id}", self.step())
     }
 }
@@ -174,9 +175,9 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
-    pub event_id: Uuid,
+    pub event_id: EventId,
     pub version: u32,
-    pub order_id: Uuid,
+    pub order_id: OrderId,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
     #[serde(flatten)]
@@ -229,7 +230,7 @@ pub enum Invalid {
         expected: String,
     },
     #[error("subject {subject} names another order than the envelope's orderId {order_id}")]
-    Order { subject: String, order_id: Uuid },
+    Order { subject: String, order_id: OrderId },
     #[error(
         "{field} is {value}: must be more than 0.00 and at most {}",
         Money::MAX_AMOUNT
@@ -242,7 +243,7 @@ pub enum Invalid {
     #[error("{field} has {count} entries: must have 1 to {MAX_ITEMS}")]
     Items { field: String, count: usize },
     #[error("{field} names product {product} twice: the edge adds repeated products up")]
-    Repeated { field: String, product: String },
+    Repeated { field: String, product: ProductId },
     #[error(
         "{field} is {value:?}: must be 1 to {MAX_ID_LEN} characters of letters, digits, \
          '.', '_' or '-'"
@@ -282,7 +283,7 @@ impl OrderSnapshot {
     /// The rules of DESIGN "Precise contract", as the edge enforced them when it accepted the
     /// order; `at` is where the snapshot sits in the event (`data` or `data.order`).
     pub fn check(&self, at: &str) -> Result<(), Invalid> {
-        check_id(|| format!("{at}.customerId"), &self.customer_id)?;
+        check_id(|| format!("{at}.customerId"), self.customer_id.as_str())?;
         check_amount(|| format!("{at}.totalAmount"), self.total_amount)?;
         let count = self.items.len();
         if !(1..=MAX_ITEMS).contains(&count) {
@@ -294,7 +295,10 @@ impl OrderSnapshot {
         let mut total: u64 = 0;
         for (i, item) in self.items.iter().enumerate() {
             let field = || format!("{at}.items[{i}]");
-            check_id(|| format!("{}.productId", field()), &item.product_id)?;
+            check_id(
+                || format!("{}.productId", field()),
+                item.product_id.as_str(),
+            )?;
             let quantity = u64::from(item.quantity);
             if !(1..=MAX_LINE_QUANTITY).contains(&quantity) {
                 return Err(Invalid::Quantity {
@@ -351,9 +355,9 @@ impl Event {
 
 impl Envelope {
     /// Wraps `event` for `order_id`, stamped now with a fresh event id.
-    pub fn new(order_id: Uuid, event: Event) -> Self {
+    pub fn new(order_id: OrderId, event: Event) -> Self {
         Envelope {
-            event_id: Uuid::now_v7(),
+            event_id: EventId::new(),
             version: EVENT_VERSION,
             order_id,
             occurred_at: OffsetDateTime::now_utc(),
@@ -413,8 +417,8 @@ impl Envelope {
 
     /// W3C trace context: one trace per order (the order id is the trace id), a span per event.
     pub fn traceparent(&self) -> String {
-        let span = &self.event_id.simple().to_string()[16..];
-        format!("00-{}-{span}-01", self.order_id.simple())
+        let span = &self.event_id.uuid().simple().to_string()[16..];
+        format!("00-{}-{span}-01", self.order_id.uuid().simple())
     }
 }
 
@@ -437,7 +441,7 @@ mod tests {
     #[test]
     fn envelope_is_readable_camel_case_json() {
         let env = Envelope::new(
-            Uuid::nil(),
+            OrderId::from_uuid(Uuid::nil()),
             Event::CustomerRejected(Rejection {
                 order: snapshot(),
                 reason: Reason::CustomerBlocked,
@@ -447,7 +451,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
         assert_eq!(json["type"], "CustomerRejected");
         assert_eq!(json["version"], 1);
-        assert_eq!(json["orderId"], Uuid::nil().to_string());
+        assert_eq!(json["orderId"], OrderId::from_uuid(Uuid::nil()).to_string());
         assert_eq!(json["data"]["reason"], "CUSTOMER_BLOCKED");
         assert_eq!(json["data"]["order"]["totalAmount"].to_string(), "2599.99");
         assert_eq!(json["data"]["order"]["items"][0]["productId"], "item1");
@@ -457,7 +461,10 @@ mod tests {
 
     #[test]
     fn newer_versions_and_garbage_are_refused() {
-        let mut env = Envelope::new(Uuid::nil(), Event::OrderPlaced(snapshot()));
+        let mut env = Envelope::new(
+            OrderId::from_uuid(Uuid::nil()),
+            Event::OrderPlaced(snapshot()),
+        );
         env.version = EVENT_VERSION + 1;
         assert!(matches!(
             Envelope::decode(&env.encode()),
@@ -469,7 +476,7 @@ mod tests {
 
     #[test]
     fn traceparent_shares_the_order_trace() {
-        let id = Uuid::now_v7();
+        let id = OrderId::new();
         let a = Envelope::new(id, Event::OrderPlaced(snapshot()));
         let b = Envelope::new(id, Event::InventoryReserved(Snapshot { order: snapshot() }));
         let (ta, tb) = (a.traceparent(), b.traceparent());
@@ -510,7 +517,7 @@ mod tests {
     }
 
     fn envelopes(order: &OrderSnapshot) -> Vec<Envelope> {
-        let id = Uuid::now_v7();
+        let id = OrderId::new();
         every_event(order)
             .into_iter()
             .map(|e| Envelope::new(id, e))
@@ -561,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_subject_of_another_order_is_refused_naming_both() {
-        let other = Uuid::now_v7();
+        let other = OrderId::new();
         for env in envelopes(&snapshot()) {
             let subject = env.event.kind().subject(other);
             let refused = env.check(&subject).expect_err(&subject);
@@ -581,7 +588,7 @@ mod tests {
 
     #[test]
     fn a_subject_that_names_no_order_is_unparsable() {
-        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(snapshot()));
+        let env = Envelope::new(OrderId::new(), Event::OrderPlaced(snapshot()));
         let id = env.order_id;
         for subject in [
             String::new(),
@@ -593,7 +600,7 @@ mod tests {
             format!(".{id}"),
             format!("{id}"),
             // Our services write the lowercase hyphenated form only.
-            format!("orders.placed.{}", id.simple()),
+            format!("orders.placed.{}", id.uuid().simple()),
             format!("orders.placed.{}", id.to_string().to_uppercase()),
             format!("orders.placed.{{{id}}}"),
         ] {
@@ -624,7 +631,7 @@ mod tests {
         lines
             .iter()
             .map(|(p, q)| Item {
-                product_id: p.to_string(),
+                product_id: (*p).into(),
                 quantity: *q,
             })
             .collect()
@@ -682,12 +689,12 @@ mod tests {
             ),
             (
                 "an empty customer id",
-                changed(|o| o.customer_id.clear()),
+                changed(|o| o.customer_id = "".into()),
                 "customerId is \"\": must be 1 to 64 characters",
             ),
             (
                 "a 65-character customer id",
-                changed(|o| o.customer_id = "c".repeat(65)),
+                changed(|o| o.customer_id = "c".repeat(65).into()),
                 "customerId is \"ccccc",
             ),
             (
@@ -724,8 +731,8 @@ mod tests {
 
     #[test]
     fn an_absurd_id_is_shown_in_part() {
-        let order = changed(|o| o.customer_id = "x".repeat(10_000));
-        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(order));
+        let order = changed(|o| o.customer_id = "x".repeat(10_000).into());
+        let env = Envelope::new(OrderId::new(), Event::OrderPlaced(order));
         let text = env.check(&env.subject()).unwrap_err().to_string();
         assert!(text.len() < 300, "{text}");
         assert!(text.contains('…'), "{text}");
@@ -745,7 +752,7 @@ mod tests {
             changed(|o| o.items = items(&[("item1", 100_000)])),
             changed(|o| o.items = items(&hundred)),
             changed(|o| {
-                o.customer_id = id64.clone();
+                o.customer_id = id64.clone().into();
                 o.items = items(&[(id64.as_str(), 1)]);
             }),
         ] {
@@ -757,7 +764,7 @@ mod tests {
 
     #[test]
     fn what_an_event_adds_to_the_order_is_checked_too() {
-        let id = Uuid::now_v7();
+        let id = OrderId::new();
         let validated = |cents| {
             Envelope::new(
                 id,
@@ -799,8 +806,8 @@ mod tests {
     #[test]
     fn the_subject_is_checked_before_the_payload() {
         let order = changed(|o| o.items = items(&[("item1", 0)]));
-        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(order));
-        let subject = env.event.kind().subject(Uuid::now_v7());
+        let env = Envelope::new(OrderId::new(), Event::OrderPlaced(order));
+        let subject = env.event.kind().subject(OrderId::new());
         assert!(matches!(env.check(&subject), Err(Invalid::Order { .. })));
     }
 
@@ -814,7 +821,7 @@ mod tests {
             "invalid event: subject \"x\" is not <family>.<step>.<orderId>"
         );
         // A third decimal in JSON does not decode (see `Money`'s `Deserialize`).
-        let env = Envelope::new(Uuid::now_v7(), Event::OrderPlaced(snapshot()));
+        let env = Envelope::new(OrderId::new(), Event::OrderPlaced(snapshot()));
         let mut json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
         json["data"]["totalAmount"] = serde_json::json!(10.005);
         let e = Envelope::decode(&serde_json::to_vec(&json).unwrap()).unwrap_err();

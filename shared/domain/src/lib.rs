@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod events;
+pub mod ids;
 pub mod money;
 
 pub use events::{Envelope, Event, EventKind, Item, OrderSnapshot, Reason};
+pub use ids::{CustomerId, EventId, OrderId, ProductId};
 pub use money::Money;

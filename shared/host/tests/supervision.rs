@@ -98,7 +98,7 @@ async fn a_consumer_that_dies_takes_readiness_down_and_is_started_again() {
         total_amount: Money::from_cents(2_599),
         placed_at: time::OffsetDateTime::now_utc(),
     };
-    let placed = Envelope::new(uuid::Uuid::now_v7(), Event::OrderPlaced(order));
+    let placed = Envelope::new(oms_domain::OrderId::new(), Event::OrderPlaced(order));
     oms_bus::publish(&edge, &placed).await.expect("published");
 
     let (status, body) = eventually(Duration::from_secs(20), "not ready", || async {

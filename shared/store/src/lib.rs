@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use oms_domain::{CustomerId, EventId, OrderId, ProductId};
+
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::MigrateDatabase;
@@ -205,6 +207,25 @@ impl From<uuid::Uuid> for Value {
         Value::Text(Some(v.to_string()))
     }
 }
+
+/// Ids are stored in their text form.
+macro_rules! id_values {
+    ($($id:ty),*) => {$(
+        impl From<$id> for Value {
+            fn from(v: $id) -> Self {
+                Value::Text(Some(v.to_string()))
+            }
+        }
+
+        impl From<&$id> for Value {
+            fn from(v: &$id) -> Self {
+                Value::Text(Some(v.to_string()))
+            }
+        }
+    )*};
+}
+
+id_values!(OrderId, EventId, CustomerId, ProductId);
 
 impl From<i64> for Value {
     fn from(v: i64) -> Self {
@@ -421,8 +442,12 @@ fn in_query<K: ToString>(
         })
 }
 
-/// A UUID stored as text.
-pub fn uuid(row: &AnyRow, column: &str) -> Result<uuid::Uuid, sqlx::Error> {
+/// An id (or a UUID) stored as text.
+pub fn id<T>(row: &AnyRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
     row.try_get::<String, _>(column)?
         .parse()
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))

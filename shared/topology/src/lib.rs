@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, stream};
-use uuid::Uuid;
+use oms_domain::OrderId;
 
 use oms_config::{ConsumersConfig, StreamsConfig};
 
@@ -77,7 +77,7 @@ pub mod step {
 }
 
 /// Where `orders.placed` of one order is kept, for the edge's read-your-writes fallback.
-pub fn order_placed_subject(order_id: Uuid) -> String {
+pub fn order_placed_subject(order_id: OrderId) -> String {
     OrderPlaced.subject(order_id)
 }
 
