@@ -35,9 +35,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
-    let pool = service
-        .database(&config.customer.database_url, &store::MIGRATIONS)
-        .await?;
+    let pool = service.database(&store::MIGRATIONS).await?;
     service.consume(&[topology::CUSTOMER], Customers { pool: pool.clone() })?;
     service
         .api(topology::api::CUSTOMERS_SERVICE, "Customers of the OMS")

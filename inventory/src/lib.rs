@@ -11,7 +11,6 @@ pub mod decide;
 pub mod store;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
@@ -22,9 +21,8 @@ use oms_domain::{Event, EventKind, OrderId, OrderSnapshot, ProductId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::AnyPool;
 use tokio::net::TcpListener;
-use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{Answer, Ask, Held, Plan};
@@ -39,12 +37,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
-    let pool = service
-        .database(&config.inventory.database_url, &store::MIGRATIONS)
-        .await?;
+    let pool = service.database(&store::MIGRATIONS).await?;
     let inventory = Inventory {
-        pool: pool.clone(),
-        reserving: Default::default(),
+        writer: db::Writer::new(pool.clone()),
     };
     service.consume(&[topology::INVENTORY_ORDERS], inventory)?;
     service
@@ -90,26 +85,23 @@ impl Input for StockEvent {
 }
 
 struct Inventory {
-    pool: AnyPool,
-    /// Taken from reading the stock to committing its change. With batches overlapping
-    /// (PostgreSQL), they still reserve one after the other, in the order they were fetched
-    /// (the lock is fair), so stock goes to orders first come, first served, while one
-    /// batch's publishing overlaps the next one's reserving. (Another instance's batch that
-    /// interleaves is caught by the compare-and-set on the stock, and decided again.)
-    reserving: Arc<tokio::sync::Mutex<()>>,
+    /// Batches reserve one after the other, from reading the stock to committing its change:
+    /// first come, first served. (Another instance's batch that interleaves is caught by the
+    /// compare-and-set on the stock, and decided again.)
+    writer: db::Writer,
 }
 
 /// A batch goes in stream order in one transaction, each event seeing the stock the ones
 /// before it left.
 impl Step for Inventory {
     type Input = StockEvent;
-    type Work = (Transaction<'static, Any>, OwnedMutexGuard<()>);
+    type Work = db::Turn;
     /// The reservations of the batch's orders, and the stock of every product involved.
     type Found = (HashMap<OrderId, Held>, Stock);
     type Plan = Plan;
 
     fn in_flight(&self) -> usize {
-        db::batches_at_once(&self.pool)
+        db::batches_at_once(self.writer.pool())
     }
 
     async fn load(
@@ -132,15 +124,14 @@ impl Step for Inventory {
         products.sort_unstable();
         products.dedup();
 
-        let turn = self.reserving.clone().lock_owned().await;
-        let mut tx = db::begin_write(&self.pool).await?;
+        let mut tx = self.writer.begin().await?;
         let mut script = Script::new(&tx);
         let reservations = store::reservations(&mut script, &orders);
         let ordered = store::stock(&mut script, &products);
         let found = script.run(&mut tx).await?;
         let (held, mut stock) = store::read_reservations(&reservations, &found)?;
         stock.extend(store::read_stock(&ordered, &found)?);
-        Ok(((tx, turn), (held, stock)))
+        Ok((tx, (held, stock)))
     }
 
     fn decide(batch: &[Incoming<StockEvent>], (held, stock): Self::Found) -> Plan {
@@ -156,7 +147,7 @@ impl Step for Inventory {
 
     async fn persist(
         &self,
-        (mut tx, _turn): Self::Work,
+        mut tx: db::Turn,
         batch: &[Incoming<StockEvent>],
         plan: Plan,
     ) -> Result<Vec<Option<Event>>, HandleError> {

@@ -13,7 +13,6 @@ pub mod decide;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
@@ -23,9 +22,7 @@ use oms_domain::{Event, EventId, EventKind, OrderId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
-use sqlx::{Any, AnyPool, Transaction};
 use tokio::net::TcpListener;
-use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{Head, OrderEvent, Plan};
@@ -39,12 +36,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
-    let pool = service
-        .database(&config.order.database_url, &store::MIGRATIONS)
-        .await?;
+    let pool = service.database(&store::MIGRATIONS).await?;
     let orders = Orders {
-        pool: pool.clone(),
-        writing: Default::default(),
+        writer: db::Writer::new(pool.clone()),
     };
     // Four consumers into one pipeline: one transaction per round for all of them.
     let consumers = [
@@ -100,25 +94,22 @@ impl Input for OrderEvent {
 }
 
 struct Orders {
-    pool: AnyPool,
-    /// Held while a round writes. Rounds overlap (on PostgreSQL) only in that one publishes
-    /// while the next writes: two transactions creating and moving the same orders at once
-    /// deadlocked on their row locks, which PostgreSQL resolves only after a second.
-    writing: Arc<tokio::sync::Mutex<()>>,
+    /// Rounds overlap (on PostgreSQL) only in that one publishes while the next writes.
+    writer: db::Writer,
 }
 
 /// A batch goes in stream order in one transaction. Overlapping rounds would be safe for the
 /// same reason two instances are (every change is guarded by the status it expects, an event
-/// is claimed once), but see `writing`.
+/// is claimed once), but see `writer`.
 impl Step for Orders {
     type Input = OrderEvent;
-    type Work = (Transaction<'static, Any>, OwnedMutexGuard<()>);
+    type Work = db::Turn;
     /// The events of the batch not applied before, and the stored heads of its orders.
     type Found = (HashSet<EventId>, HashMap<OrderId, Head>);
     type Plan = Plan;
 
     fn in_flight(&self) -> usize {
-        db::batches_at_once(&self.pool)
+        db::batches_at_once(self.writer.pool())
     }
 
     /// Claims the batch's events (recorded as applied, in the transaction) and reads the heads
@@ -127,8 +118,7 @@ impl Step for Orders {
         &self,
         batch: &[Incoming<OrderEvent>],
     ) -> Result<(Self::Work, Self::Found), HandleError> {
-        let turn = self.writing.clone().lock_owned().await;
-        let mut tx = db::begin_write(&self.pool).await?;
+        let mut tx = self.writer.begin().await?;
         let ids: Vec<(EventId, OrderId)> = batch.iter().map(|e| (e.event_id, e.order_id)).collect();
         let mut orders: Vec<OrderId> = batch.iter().map(|e| e.order_id).collect();
         orders.sort_unstable();
@@ -144,7 +134,7 @@ impl Step for Orders {
                 "some events of the batch were applied before, some not"
             )));
         };
-        Ok(((tx, turn), (fresh, store::read_heads(&stored, &found)?)))
+        Ok((tx, (fresh, store::read_heads(&stored, &found)?)))
     }
 
     fn decide(batch: &[Incoming<OrderEvent>], (fresh, heads): Self::Found) -> Plan {
@@ -153,7 +143,7 @@ impl Step for Orders {
 
     async fn persist(
         &self,
-        (mut tx, _turn): Self::Work,
+        mut tx: db::Turn,
         batch: &[Incoming<OrderEvent>],
         mut plan: Plan,
     ) -> Result<Vec<Option<Event>>, HandleError> {
@@ -176,8 +166,8 @@ impl Step for Orders {
     }
 
     async fn announced(&self, orders: &[OrderId]) -> Result<(), HandleError> {
-        let _turn = self.writing.lock().await;
-        Ok(store::mark_announced(&self.pool, orders).await?)
+        let _turn = self.writer.turn().await;
+        Ok(store::mark_announced(self.writer.pool(), orders).await?)
     }
 }
 
@@ -223,8 +213,7 @@ mod tests {
         );
         let orders = oms_bus::Pipeline::new(
             Orders {
-                pool: pool.clone(),
-                writing: Default::default(),
+                writer: db::Writer::new(pool.clone()),
             },
             js.clone(),
         );

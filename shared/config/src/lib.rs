@@ -287,8 +287,24 @@ impl Config {
             .select(profile)
     }
 
-    /// The SQL URL for `service`, derived from `data_dir` when none is configured.
-    pub fn database_url(&self, service: &str, configured: &str) -> String {
+    /// The section of the service called `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        match name {
+            "edge" => Some(&self.edge),
+            "customer" => Some(&self.customer),
+            "inventory" => Some(&self.inventory),
+            "payment" => Some(&self.payment),
+            "order" => Some(&self.order),
+            _ => None,
+        }
+    }
+
+    /// The SQL URL of `service`: its `database_url`, or a SQLite file in `data_dir` when none
+    /// is configured.
+    pub fn database_url(&self, service: &str) -> String {
+        let configured = self
+            .service(service)
+            .map_or("", |s| s.database_url.as_str());
         if configured.is_empty() {
             format!(
                 "sqlite://{}?mode=rwc",
@@ -374,11 +390,13 @@ mod tests {
 
     #[test]
     fn sqlite_url_derived_from_data_dir() {
-        let c = Config::default();
+        let mut c = Config::default();
+        assert_eq!(c.database_url("order"), "sqlite://data/order.db?mode=rwc");
+        c.order.database_url = "postgres://x".into();
+        assert_eq!(c.database_url("order"), "postgres://x");
         assert_eq!(
-            c.database_url("order", ""),
-            "sqlite://data/order.db?mode=rwc"
+            c.database_url("customer"),
+            "sqlite://data/customer.db?mode=rwc"
         );
-        assert_eq!(c.database_url("order", "postgres://x"), "postgres://x");
     }
 }

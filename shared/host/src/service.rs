@@ -4,7 +4,7 @@
 //!
 //! ```ignore
 //! let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
-//! let pool = service.database(&config.customer.database_url, &store::MIGRATIONS).await?;
+//! let pool = service.database(&store::MIGRATIONS).await?;
 //! service.consume(&[topology::CUSTOMER], Customers { .. })?;
 //! service.api(topology::api::CUSTOMERS_SERVICE, "Customers of the OMS").await?;
 //! service.endpoint(topology::api::CUSTOMERS_GET, move |req: GetCustomer| ..).await?;
@@ -89,10 +89,10 @@ impl Service {
         &self.bus
     }
 
-    /// Opens the service's database (`url` as configured, or the default for its name) and brings
-    /// its schema up to date; it is closed when the service ends.
-    pub async fn database(&mut self, url: &str, migrations: &Migrator) -> anyhow::Result<AnyPool> {
-        let url = self.config.database_url(self.name, url);
+    /// Opens the service's database (as configured, or the default for its name) and brings its
+    /// schema up to date; it is closed when the service ends.
+    pub async fn database(&mut self, migrations: &Migrator) -> anyhow::Result<AnyPool> {
+        let url = self.config.database_url(self.name);
         let pool = oms_store::connect(&url)
             .await
             .with_context(|| format!("{}: opening its database", self.name))?;

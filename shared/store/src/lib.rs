@@ -5,6 +5,7 @@
 //! database named in the URL is created on first start if it does not exist, so one server can
 //! hold one database per service without set-up by hand.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use oms_domain::{CustomerId, EventId, OrderId, ProductId};
@@ -13,6 +14,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
+use tokio::sync::OwnedMutexGuard;
 
 /// Opens a pool on `url`, creating the SQLite file (and its folder) if needed.
 pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
@@ -73,7 +75,71 @@ pub async fn begin_write(
     }
 }
 
-/// Batches a service takes at once on this pool (see `oms_bus::Handler::in_flight`): two on
+/// The writers of one service's database, taking turns in the order they asked (the lock is
+/// fair). With batches overlapping (PostgreSQL), one batch writes while the one before waits
+/// for its PubAcks, but two never write at once: two transactions creating and moving the same
+/// rows deadlocked on their row locks (PostgreSQL resolves that only after a second), and stock
+/// must go first come, first served. (Another instance's writer is caught by the guards of the
+/// statements themselves.)
+#[derive(Clone)]
+pub struct Writer {
+    pool: AnyPool,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction holding its writer's turn until it is committed or dropped.
+pub struct Turn {
+    tx: sqlx::Transaction<'static, Any>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl Writer {
+    pub fn new(pool: AnyPool) -> Self {
+        Writer {
+            pool,
+            turn: Arc::default(),
+        }
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Waits for the turn, then begins a write transaction ([`begin_write`]).
+    pub async fn begin(&self) -> Result<Turn, sqlx::Error> {
+        let turn = self.turn.clone().lock_owned().await;
+        Ok(Turn {
+            tx: begin_write(&self.pool).await?,
+            _turn: turn,
+        })
+    }
+
+    /// Waits for the turn, for a write outside a transaction.
+    pub async fn turn(&self) -> OwnedMutexGuard<()> {
+        self.turn.clone().lock_owned().await
+    }
+}
+
+impl Turn {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for Turn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Turn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// Batches a service takes at once on this pool (see `oms_bus::Step::in_flight`): two on
 /// PostgreSQL, which writes the next batch while the one before waits for its PubAcks; one on
 /// SQLite, which has one writer (figures in `docs/performance.md`).
 pub fn batches_at_once(pool: &AnyPool) -> usize {
