@@ -118,4 +118,52 @@ mod tests {
         }
         assert_eq!(OrderStatus::parse("SHIPPED"), None);
     }
+
+    #[test]
+    fn answers_carry_exact_money() {
+        let order = OrderView {
+            order_id: OrderId::from_uuid(uuid::Uuid::nil()),
+            customer_id: "OMS-Cust-001".into(),
+            items: vec![Item {
+                product_id: "item1".into(),
+                quantity: 1,
+            }],
+            total_amount: Money::from_cents(15_000),
+            status: OrderStatus::Confirmed,
+            reason: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let json = serde_json::to_string(&order).unwrap();
+        assert!(json.contains(r#""totalAmount":150.00,"#), "{json}");
+        assert_eq!(serde_json::from_str::<OrderView>(&json).unwrap(), order);
+        let page = OrderPage {
+            orders: vec![order.clone()],
+            next: None,
+        };
+        let json = serde_json::to_vec(&page).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<OrderPage>(&json).unwrap().orders,
+            [order]
+        );
+
+        let customer = CustomerView {
+            customer_id: "OMS-Cust-001".into(),
+            name: "Ada Lovelace".into(),
+            status: "ACTIVE".into(),
+            credit_limit: Money::from_cents(1_000_000),
+        };
+        let json = serde_json::to_string(&customer).unwrap();
+        assert!(json.ends_with(r#""creditLimit":10000.00}"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<CustomerView>(&json).unwrap(),
+            customer
+        );
+        let refused = json.replace("10000.00", "10000.001");
+        let error = serde_json::from_str::<CustomerView>(&refused).unwrap_err();
+        assert!(
+            error.to_string().contains("more than 2 decimal places"),
+            "{error}"
+        );
+    }
 }

@@ -1,10 +1,15 @@
 //! The domain events of the saga: typed, past tense, versioned, JSON on the streams.
 //!
-//! Every event travels in an [`Envelope`] `{eventId, type, version, orderId, occurredAt, data}`.
+//! Every event travels in an [`Envelope`] `{eventId, version, orderId, occurredAt, type, data}`.
 //! Everything after `orders.placed` carries the order snapshot, so each consumer can act on an
 //! event alone, whatever order the streams deliver them in.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -87,12 +92,14 @@ pub struct PaymentProcessed {
     pub charge_id: String,
 }
 
-/// The event itself: `type` names the variant, `data` holds its payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::EnumDiscriminants)]
+/// The event itself: `type` names the variant, `data` holds its payload. Read by hand, like
+/// [`Envelope`]: serde's derive buffers `data` when it comes before `type`, and money cannot be
+/// read exactly from that buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, strum::EnumDiscriminants)]
 #[serde(tag = "type", content = "data")]
 #[strum_discriminants(
     name(EventKind),
-    derive(Hash, strum::EnumIter, strum::IntoStaticStr),
+    derive(Hash, strum::EnumIter, strum::IntoStaticStr, Deserialize),
     doc = "The kind of an [`Event`], without its payload; its name is the `type` field."
 )]
 pub enum Event {
@@ -171,17 +178,230 @@ impl EventKind {
     }
 }
 
-/// What goes on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What goes on the wire: `{eventId, version, orderId, occurredAt, type, data}`, in that order.
+///
+/// Written and read by hand rather than with `#[serde(flatten)]` over [`Event`]: flatten buffers
+/// the whole envelope in serde's private form, where numbers are already `f64`, so money could
+/// not be read exactly, and the buffering made every decode slower. Readers accept the fields in
+/// any order and ignore fields they do not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub event_id: EventId,
     pub version: u32,
     pub order_id: OrderId,
-    #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
-    #[serde(flatten)]
     pub event: Event,
+}
+
+/// A timestamp as the envelope writes it: RFC 3339.
+#[derive(Serialize, Deserialize)]
+struct Rfc3339(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+
+/// The payload of an event alone: what `data` holds.
+struct Data<'a>(&'a Event);
+
+impl Serialize for Data<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Event::OrderPlaced(p) => p.serialize(serializer),
+            Event::OrderConfirmed(p)
+            | Event::InventoryReserved(p)
+            | Event::InventoryReleased(p) => p.serialize(serializer),
+            Event::OrderRejected(p)
+            | Event::CustomerRejected(p)
+            | Event::InventoryRejected(p)
+            | Event::PaymentFailed(p) => p.serialize(serializer),
+            Event::CustomerValidated(p) => p.serialize(serializer),
+            Event::PaymentProcessed(p) => p.serialize(serializer),
+        }
+    }
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Envelope", 6)?;
+        s.serialize_field("eventId", &self.event_id)?;
+        s.serialize_field("version", &self.version)?;
+        s.serialize_field("orderId", &self.order_id)?;
+        s.serialize_field("occurredAt", &Rfc3339(self.occurred_at))?;
+        s.serialize_field("type", self.event.type_name())?;
+        s.serialize_field("data", &Data(&self.event))?;
+        s.end()
+    }
+}
+
+/// Reads the payload of one kind of event: `data` once `type` is known.
+struct Payload(EventKind);
+
+impl<'de> DeserializeSeed<'de> for Payload {
+    type Value = Event;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+        Ok(match self.0 {
+            EventKind::OrderPlaced => Event::OrderPlaced(Deserialize::deserialize(d)?),
+            EventKind::OrderConfirmed => Event::OrderConfirmed(Deserialize::deserialize(d)?),
+            EventKind::OrderRejected => Event::OrderRejected(Deserialize::deserialize(d)?),
+            EventKind::CustomerValidated => Event::CustomerValidated(Deserialize::deserialize(d)?),
+            EventKind::CustomerRejected => Event::CustomerRejected(Deserialize::deserialize(d)?),
+            EventKind::InventoryReserved => Event::InventoryReserved(Deserialize::deserialize(d)?),
+            EventKind::InventoryRejected => Event::InventoryRejected(Deserialize::deserialize(d)?),
+            EventKind::InventoryReleased => Event::InventoryReleased(Deserialize::deserialize(d)?),
+            EventKind::PaymentProcessed => Event::PaymentProcessed(Deserialize::deserialize(d)?),
+            EventKind::PaymentFailed => Event::PaymentFailed(Deserialize::deserialize(d)?),
+        })
+    }
+}
+
+/// `type` and `data` as a map hands them over, in either order. We write `type` first, so
+/// `data` is read straight from the input; a `data` that comes first is kept as raw JSON text
+/// (still exact) and read once `type` is known.
+#[derive(Default)]
+struct TypeAndData {
+    kind: Option<EventKind>,
+    event: Option<Event>,
+    early: Option<Box<RawValue>>,
+}
+
+impl TypeAndData {
+    fn next_type<'de, A: MapAccess<'de>>(&mut self, map: &mut A) -> Result<(), A::Error> {
+        if self.kind.is_some() {
+            return Err(de::Error::duplicate_field("type"));
+        }
+        self.kind = Some(map.next_value()?);
+        Ok(())
+    }
+
+    fn next_data<'de, A: MapAccess<'de>>(&mut self, map: &mut A) -> Result<(), A::Error> {
+        if self.event.is_some() || self.early.is_some() {
+            return Err(de::Error::duplicate_field("data"));
+        }
+        match self.kind {
+            Some(kind) => self.event = Some(map.next_value_seed(Payload(kind))?),
+            None => self.early = Some(map.next_value()?),
+        }
+        Ok(())
+    }
+
+    fn finish<E: de::Error>(self) -> Result<Event, E> {
+        if let Some(event) = self.event {
+            return Ok(event);
+        }
+        let kind = self.kind.ok_or_else(|| E::missing_field("type"))?;
+        let early = self.early.ok_or_else(|| E::missing_field("data"))?;
+        Payload(kind)
+            .deserialize(&*early)
+            .map_err(|e| E::custom(format_args!("data: {e}")))
+    }
+}
+
+/// The envelope's fields; any other name is skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum Field {
+    EventId,
+    Version,
+    OrderId,
+    OccurredAt,
+    Type,
+    Data,
+    #[serde(other)]
+    Other,
+}
+
+/// Reads one field, refusing a second one of the same name.
+fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    slot: &mut Option<T>,
+    name: &'static str,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor;
+
+        impl<'de> Visitor<'de> for EnvelopeVisitor {
+            type Value = Envelope;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event envelope")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+                let (mut event_id, mut version, mut order_id) = (None, None, None);
+                let mut occurred_at: Option<Rfc3339> = None;
+                let mut event = TypeAndData::default();
+                while let Some(field) = map.next_key()? {
+                    match field {
+                        Field::EventId => once(&mut event_id, "eventId", &mut map)?,
+                        Field::Version => once(&mut version, "version", &mut map)?,
+                        Field::OrderId => once(&mut order_id, "orderId", &mut map)?,
+                        Field::OccurredAt => once(&mut occurred_at, "occurredAt", &mut map)?,
+                        Field::Type => event.next_type(&mut map)?,
+                        Field::Data => event.next_data(&mut map)?,
+                        Field::Other => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Envelope {
+                    event_id: event_id.ok_or_else(|| de::Error::missing_field("eventId"))?,
+                    version: version.ok_or_else(|| de::Error::missing_field("version"))?,
+                    order_id: order_id.ok_or_else(|| de::Error::missing_field("orderId"))?,
+                    occurred_at: occurred_at
+                        .ok_or_else(|| de::Error::missing_field("occurredAt"))?
+                        .0,
+                    event: event.finish()?,
+                })
+            }
+        }
+
+        const FIELDS: &[&str] = &[
+            "eventId",
+            "version",
+            "orderId",
+            "occurredAt",
+            "type",
+            "data",
+        ];
+        deserializer.deserialize_struct("Envelope", FIELDS, EnvelopeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    /// `{type, data}` in either order, as in an envelope.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EventVisitor;
+
+        impl<'de> Visitor<'de> for EventVisitor {
+            type Value = Event;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event: {type, data}")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+                let mut event = TypeAndData::default();
+                while let Some(field) = map.next_key()? {
+                    match field {
+                        Field::Type => event.next_type(&mut map)?,
+                        Field::Data => event.next_data(&mut map)?,
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                event.finish()
+            }
+        }
+
+        deserializer.deserialize_struct("Event", &["type", "data"], EventVisitor)
+    }
 }
 
 /// An event that cannot be read: it can never be processed, so it goes to the DLQ.
@@ -457,6 +677,214 @@ mod tests {
         assert_eq!(json["data"]["order"]["items"][0]["productId"], "item1");
         assert!(json["occurredAt"].as_str().unwrap().ends_with('Z'));
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+    }
+
+    /// The envelope as `#[derive(Serialize)]` with `#[serde(flatten)]` wrote it before it was
+    /// written by hand: the shape readers already know.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct FlattenedEnvelope<'a> {
+        event_id: EventId,
+        version: u32,
+        order_id: OrderId,
+        #[serde(with = "time::serde::rfc3339")]
+        occurred_at: OffsetDateTime,
+        #[serde(flatten)]
+        event: &'a Event,
+    }
+
+    fn flattened(env: &Envelope) -> Vec<u8> {
+        serde_json::to_vec(&FlattenedEnvelope {
+            event_id: env.event_id,
+            version: env.version,
+            order_id: env.order_id,
+            occurred_at: env.occurred_at,
+            event: &env.event,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn envelope_json_is_what_the_flattened_derive_wrote() {
+        for env in envelopes(&snapshot()) {
+            let text = env.encode();
+            assert_eq!(
+                String::from_utf8_lossy(&text),
+                String::from_utf8_lossy(&flattened(&env))
+            );
+            let keys = [
+                "eventId",
+                "version",
+                "orderId",
+                "occurredAt",
+                "type",
+                "data",
+            ];
+            let at: Vec<usize> = keys
+                .iter()
+                .map(|k| find(&text, &format!("\"{k}\":")).expect(k))
+                .collect();
+            assert!(at.is_sorted(), "{keys:?} at {at:?}");
+            assert_eq!(Envelope::decode(&text).unwrap(), env);
+        }
+    }
+
+    fn find(haystack: &[u8], needle: &str) -> Option<usize> {
+        haystack
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn money_in_an_envelope_is_exact_text_both_ways() {
+        let order = changed(|o| o.total_amount = Money::from_cents(15_000));
+        let env = Envelope::new(
+            OrderId::new(),
+            Event::CustomerValidated(CustomerValidated {
+                order,
+                // More digits than an f64 holds exactly.
+                credit_limit: Money::from_cents(99_999_999_999_999_999),
+            }),
+        );
+        let text = String::from_utf8(env.encode().to_vec()).unwrap();
+        assert!(text.contains(r#""totalAmount":150.00,"#), "{text}");
+        assert!(
+            text.contains(r#""creditLimit":999999999999999.99}"#),
+            "{text}"
+        );
+        assert_eq!(Envelope::decode(text.as_bytes()).unwrap(), env);
+    }
+
+    /// The six fields of `env`'s JSON, each with its exact text.
+    fn members(env: &Envelope) -> Vec<(String, Box<RawValue>)> {
+        let map: std::collections::BTreeMap<String, Box<RawValue>> =
+            serde_json::from_slice(&env.encode()).unwrap();
+        map.into_iter().collect()
+    }
+
+    fn object<'a>(members: impl IntoIterator<Item = &'a (String, Box<RawValue>)>) -> String {
+        let members: Vec<String> = members
+            .into_iter()
+            .map(|(k, v)| format!("{k:?}:{}", v.get()))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    #[test]
+    fn any_field_order_decodes_exactly() {
+        let env = Envelope::new(
+            OrderId::new(),
+            Event::PaymentProcessed(PaymentProcessed {
+                order: snapshot(),
+                amount: Money::from_cents(99_999_999_999_999_999),
+                charge_id: "ch_1".into(),
+            }),
+        );
+        let fields = members(&env);
+        assert_eq!(fields.len(), 6);
+        // Every one of the 720 orders of the six fields.
+        let mut order: Vec<usize> = (0..6).collect();
+        let mut seen = 0;
+        permutations(&mut order, 0, &mut |order| {
+            let text = object(order.iter().map(|&i| &fields[i]));
+            assert_eq!(Envelope::decode(text.as_bytes()).unwrap(), env, "{text}");
+            seen += 1;
+        });
+        assert_eq!(seen, 720);
+    }
+
+    fn permutations(items: &mut [usize], k: usize, each: &mut impl FnMut(&[usize])) {
+        if k == items.len() {
+            return each(items);
+        }
+        for i in k..items.len() {
+            items.swap(k, i);
+            permutations(items, k + 1, each);
+            items.swap(k, i);
+        }
+    }
+
+    #[test]
+    fn a_third_decimal_is_refused_whether_data_comes_before_type_or_after() {
+        let env = Envelope::new(OrderId::new(), Event::OrderPlaced(snapshot()));
+        let text = String::from_utf8(env.encode().to_vec()).unwrap();
+        let bad = text.replace("2599.99", "2599.995");
+        assert_ne!(bad, text);
+        let mut fields = members(&env);
+        for (k, v) in &mut fields {
+            if k == "data" {
+                *v = RawValue::from_string(v.get().replace("2599.99", "2599.995")).unwrap();
+            }
+        }
+        fields.sort_by_key(|(k, _)| k != "data");
+        let data_first = object(&fields);
+        assert!(data_first.starts_with(r#"{"data":"#), "{data_first}");
+        for text in [bad, data_first] {
+            let e = Envelope::decode(text.as_bytes()).unwrap_err();
+            assert!(matches!(e, DecodeError::Json(_)), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("amount 2599.995 has more than 2 decimal places"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_json_value_decodes_too() {
+        // As the e2e tests read what they fetched from a stream: a `Value` keeps keys sorted,
+        // so `data` comes before `type`.
+        for env in envelopes(&snapshot()) {
+            let value: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
+            assert_eq!(
+                serde_json::from_value::<Envelope>(value.clone()).unwrap(),
+                env
+            );
+            assert_eq!(Envelope::deserialize(&value).unwrap(), env);
+            assert_eq!(serde_json::from_value::<Event>(value).unwrap(), env.event);
+        }
+    }
+
+    #[test]
+    fn an_event_alone_reads_in_either_order() {
+        let event = Event::OrderPlaced(snapshot());
+        let data = serde_json::to_string(&Data(&event)).unwrap();
+        for text in [
+            format!(r#"{{"type":"OrderPlaced","data":{data}}}"#),
+            format!(r#"{{"data":{data},"type":"OrderPlaced","extra":1}}"#),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Event>(&text).unwrap(),
+                event,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            format!(r#"{{"type":"OrderPlaced","data":{data}}}"#)
+        );
+    }
+
+    #[test]
+    fn envelopes_missing_doubled_or_unknown_are_refused_by_name() {
+        let env = Envelope::new(OrderId::new(), Event::OrderPlaced(snapshot()));
+        let fields = members(&env);
+        let error = |text: String| Envelope::decode(text.as_bytes()).unwrap_err().to_string();
+        for (i, (name, _)) in fields.iter().enumerate() {
+            let without = object(fields.iter().take(i).chain(fields.iter().skip(i + 1)));
+            let e = error(without);
+            assert!(e.contains(&format!("missing field `{name}`")), "{e}");
+            let twice = object(fields.iter().chain([&fields[i]]));
+            let e = error(twice);
+            assert!(e.contains(&format!("duplicate field `{name}`")), "{e}");
+        }
+        let text = String::from_utf8(env.encode().to_vec()).unwrap();
+        let e = error(text.replace(r#""type":"OrderPlaced""#, r#""type":"OrderShipped""#));
+        assert!(e.contains("unknown variant `OrderShipped`"), "{e}");
+        // A field a later version may add is skipped.
+        let newer = text.replacen('{', r#"{"traceState":{"a":[1,2.5]},"#, 1);
+        assert_eq!(Envelope::decode(newer.as_bytes()).unwrap(), env);
+        assert!(error("[]".into()).contains("an event envelope"));
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! Exact money: integer minor units (cents), never a float.
 //!
-//! In JSON an amount is a number with its exact decimal text (`2599.99`). Parsing from client input
-//! goes through [`Money::parse_decimal`] on the raw JSON text, so `2599.999` is refused instead of
-//! being rounded. Our own events are read back through `f64` only to recover the integer cents that
-//! we wrote ourselves, which is exact far beyond the largest amount we accept.
+//! In JSON an amount is a number whose text is the exact decimal with two places (`2599.99`,
+//! `150.00`). It is written and read as raw JSON text (serde_json's `RawValue`), so an amount
+//! never passes through `f64` in either direction: reading goes through [`Money::parse_decimal`],
+//! so `10.005` and `1e2` are refused instead of being rounded or guessed. In binary formats
+//! (bincode, which is not human readable) an amount is its `i64` cents.
+//!
+//! The exact text only survives a serde_json reader that sees the JSON itself: `from_str`,
+//! `from_slice`, `from_reader`, or `from_value` (which reads the number's shortest text). serde's
+//! buffering (`#[serde(flatten)]`, untagged and internally tagged enums) cannot hand raw text on,
+//! so types that hold money do not use it (see `Envelope`'s `Deserialize`).
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 /// An amount in minor units (1/100 of the currency unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -99,31 +106,78 @@ impl FromStr for Money {
 }
 
 impl Serialize for Money {
-    /// A JSON number whose text is the exact decimal: for |cents| < 2^53 the shortest
-    /// round-trip form of `cents / 100` is that decimal, so `259999` prints as `2599.99`.
+    /// JSON: a number with the exact decimal text, `150.00`. Binary formats: the `i64` cents.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(self.0 as f64 / 100.0)
+        if !serializer.is_human_readable() {
+            return serializer.serialize_i64(self.0);
+        }
+        let mut text = Decimal::default();
+        // Display writes at most 21 bytes (`-92233720368547758.08`), which fits the buffer.
+        fmt::Write::write_fmt(&mut text, format_args!("{self}"))
+            .map_err(serde::ser::Error::custom)?;
+        // Our decimal text is always a valid JSON number; serde_json checks it without allocating.
+        let raw: &RawValue =
+            serde_json::from_str(text.as_str()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Money {
-    /// Reads a number we wrote; rounding to the nearest cent undoes the binary representation.
-    /// A number that is not within rounding of a whole cent was not written by us (`10.005`):
-    /// it is refused rather than rounded to an amount nobody sent.
+    /// JSON: the exact text of a number, through [`Money::parse_decimal`]; a string, an exponent
+    /// or a third decimal (`10.005`) is refused rather than rounded to an amount nobody sent.
+    /// Binary formats: the `i64` cents.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = f64::deserialize(deserializer)?;
-        let scaled = value * 100.0;
-        let cents = scaled.round();
-        if !cents.is_finite() || cents.abs() > 9.0e15 {
-            return Err(serde::de::Error::custom("amount out of range"));
+        if !deserializer.is_human_readable() {
+            return i64::deserialize(deserializer).map(Money);
         }
-        // `cents / 100.0` and back is off by a few ulps at most; a third decimal is far more.
-        if (scaled - cents).abs() > (cents.abs() * 1e-12).max(1e-9) {
-            return Err(serde::de::Error::custom(format!(
-                "amount {value} has more than 2 decimal places"
-            )));
-        }
-        Ok(Money(cents as i64))
+        // Boxed rather than borrowed: `serde_json::from_value` can only hand over owned text.
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        Money::parse_decimal(text).map_err(|e| {
+            let shown = shorten(text);
+            serde::de::Error::custom(match e {
+                // The wording the DLQ reasons have always used.
+                MoneyError::TooPrecise => format!("amount {shown} has more than 2 decimal places"),
+                MoneyError::NotDecimal => {
+                    format!("amount {shown} is not a JSON number such as 2599.99")
+                }
+                MoneyError::TooLarge => format!("amount {shown} is too large"),
+            })
+        })
+    }
+}
+
+/// At most 40 characters of a text that was refused: the reason may go into a header.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// A stack buffer for an amount's decimal text: serializing money allocates nothing.
+#[derive(Default)]
+struct Decimal {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl Decimal {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever written in.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for Decimal {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -157,23 +211,64 @@ mod tests {
         );
     }
 
+    /// Amounts across the range, signs and cents, with their exact JSON text.
+    const AMOUNTS: [(i64, &str); 10] = [
+        (0, "0.00"),
+        (1, "0.01"),
+        (10, "0.10"),
+        (100, "1.00"),
+        (15_000, "150.00"),
+        (259_999, "2599.99"),
+        (99_999_999, "999999.99"),
+        (100_000_000, "1000000.00"),
+        (-500, "-5.00"),
+        (-1, "-0.01"),
+    ];
+
     #[test]
-    fn json_number_keeps_its_decimal_text() {
-        for text in [
-            "2599.99",
-            "0.01",
-            "0.1",
-            "1000000.0",
-            "100.5",
-            "99999999.99",
-        ] {
-            let money = Money::parse_decimal(text).unwrap();
-            let json = serde_json::to_string(&money).unwrap();
+    fn json_is_the_exact_decimal_with_two_places() {
+        for (cents, text) in AMOUNTS {
+            let json = serde_json::to_string(&Money(cents)).unwrap();
+            assert_eq!(json, text);
             let back: Money = serde_json::from_str(&json).unwrap();
-            assert_eq!(back, money, "{text} -> {json}");
-            assert_eq!(json.parse::<f64>().unwrap(), text.parse::<f64>().unwrap());
+            assert_eq!(back, Money(cents), "{text}");
         }
-        assert_eq!(serde_json::to_string(&Money(259_999)).unwrap(), "2599.99");
+        // Inside a document too: a number, not a string.
+        let json = serde_json::to_string(&[Money(15_000), Money(1)]).unwrap();
+        assert_eq!(json, "[150.00,0.01]");
+        // The extremes of i64 still print exactly and read back.
+        for cents in [i64::MAX, i64::MIN + 1] {
+            let json = serde_json::to_string(&Money(cents)).unwrap();
+            assert_eq!(json, Money(cents).to_string());
+        }
+    }
+
+    #[test]
+    fn json_is_read_from_its_text_not_through_a_float() {
+        for (text, cents) in [
+            ("1.50", 150),
+            ("1.5", 150),
+            ("2", 200),
+            ("-0.01", -1),
+            ("10.500", 1_050),
+            // More digits than an f64 holds: read exactly, not rounded.
+            ("999999999999999.99", 99_999_999_999_999_999),
+            ("0.10000000000000000000", 10),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Money>(text).unwrap(),
+                Money(cents),
+                "{text}"
+            );
+            assert_eq!(
+                serde_json::from_slice::<Money>(text.as_bytes()).unwrap(),
+                Money(cents)
+            );
+            assert_eq!(
+                serde_json::from_reader::<_, Money>(text.as_bytes()).unwrap(),
+                Money(cents)
+            );
+        }
     }
 
     #[test]
@@ -184,27 +279,103 @@ mod tests {
             .chain([1, 99, 100_000_000])
         {
             let json = serde_json::to_string(&Money(cents)).unwrap();
+            assert_eq!(json, Money(cents).to_string());
             let back: Money = serde_json::from_str(&json).unwrap();
             assert_eq!(back, Money(cents));
-            assert_eq!(Money::parse_decimal(&json), Ok(Money(cents)), "{json}");
         }
+    }
+
+    fn refusal(text: &str) -> String {
+        let read: Result<Money, _> = serde_json::from_str(text);
+        read.expect_err(text).to_string()
     }
 
     #[test]
     fn json_with_a_third_decimal_is_refused_not_rounded() {
         for text in ["10.005", "0.001", "2599.999", "1000000.001", "-3.333"] {
-            let read: Result<Money, _> = serde_json::from_str(text);
-            let error = read.expect_err(text).to_string();
+            let error = refusal(text);
             assert!(
-                error.contains("more than 2 decimal places"),
+                error.contains(&format!("amount {text} has more than 2 decimal places")),
                 "{text}: {error}"
             );
         }
-        // Trailing zeros carry no precision.
+        // A digit past a long run of zeros is still a third decimal.
+        assert!(refusal("0.100000000000000000001").contains("more than 2 decimal places"));
+    }
+
+    #[test]
+    fn json_that_is_not_a_plain_decimal_number_is_refused() {
+        for text in [
+            "1e2",
+            "1E2",
+            "1.5e0",
+            "-1e-2",
+            "\"150.00\"",
+            "\"1\"",
+            "null",
+            "true",
+            "[1]",
+            "{\"cents\":1}",
+        ] {
+            let error = refusal(text);
+            assert!(
+                error.contains("is not a JSON number such as 2599.99"),
+                "{text}: {error}"
+            );
+        }
+        // Not JSON at all: serde_json's own error.
+        for text in ["1.", ".5", "01", "+1", "NaN", ""] {
+            refusal(text);
+        }
+    }
+
+    #[test]
+    fn huge_json_amounts_are_refused_and_shown_in_part() {
+        let huge = "9".repeat(400);
+        for text in ["1234567890123456.00", "9223372036854775808", huge.as_str()] {
+            let error = refusal(text);
+            assert!(error.contains("is too large"), "{text}: {error}");
+            assert!(error.len() < 120, "{error}");
+        }
+        let error = refusal(&format!("1.{huge}"));
+        assert!(error.contains('…') && error.len() < 120, "{error}");
+    }
+
+    #[test]
+    fn serde_json_values_carry_the_amount_both_ways() {
+        for (cents, _) in AMOUNTS {
+            let value = serde_json::to_value(Money(cents)).unwrap();
+            assert!(value.is_number(), "{value}");
+            assert_eq!(
+                serde_json::from_value::<Money>(value.clone()).unwrap(),
+                Money(cents)
+            );
+            assert_eq!(Money::deserialize(&value).unwrap(), Money(cents));
+        }
+        // A `Value` keeps an f64, not the text: it reads back exactly all the same.
+        let value: serde_json::Value = serde_json::from_str("150.00").unwrap();
         assert_eq!(
-            serde_json::from_str::<Money>("10.500").unwrap(),
-            Money(1_050)
+            serde_json::from_value::<Money>(value).unwrap(),
+            Money(15_000)
         );
+        let error = serde_json::from_value::<Money>(serde_json::json!(10.005)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("amount 10.005 has more than 2 decimal places")
+        );
+        assert!(serde_json::from_value::<Money>(serde_json::json!("1.00")).is_err());
+    }
+
+    #[test]
+    fn binary_formats_hold_the_cents() {
+        let config = bincode::config::standard();
+        for (cents, _) in AMOUNTS {
+            let bytes = bincode::serde::encode_to_vec(Money(cents), config).unwrap();
+            assert_eq!(bytes, bincode::serde::encode_to_vec(cents, config).unwrap());
+            let (back, _): (Money, _) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(back, Money(cents));
+        }
     }
 
     #[test]
