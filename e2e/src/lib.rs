@@ -1,168 +1,439 @@
-//! A whole OMS for tests: a real nats-server on a free port, the five services in this process
-//! (each through its own `run`, on its own SQLite files in a temporary folder) and an HTTP
-//! client for the edge. Services can be started late and stopped, nats-server killed and
-//! restarted.
+//! A whole OMS for one test, behind one API, [`Stack`]: a real nats-server (or a three-node
+//! cluster) with the project's identities, the five services, and an HTTP client for the edge.
+//!
+//! The services run in one of two [`Mode`]s: in this process, each through its own
+//! `run(config, listener, shutdown)`, or as the real `oms-*` binaries in child processes, for
+//! tests that kill them. Either way a service keeps its port for the whole test (a restart
+//! comes back on the same one) and its data in the test's [`DataDir`].
+//!
+//! ```text
+//! let stack = Stack::start().await;                   // all five in-process, one nats-server
+//! let id = stack.place_ok(&original_body()).await;
+//! assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
+//!
+//! let mut stack = Stack::builder(Mode::Processes)
+//!     .cluster()
+//!     .configure(|config| config.streams.replicas = 3)
+//!     .start()
+//!     .await;
+//! stack.kill_service("order").await;                  // SIGKILL
+//! stack.start_service("order").await;
+//! ```
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use futures::{FutureExt, StreamExt};
 use oms_config::Config;
-use oms_testkit::{NatsServer, TestBroker, eventually};
-use oms_topology as topology;
+use oms_testkit::{NatsCluster, NatsServer, TestBroker, eventually, free_port};
 use oms_topology::identity::Identity;
-
-pub use oms_edge::auth::Role;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use oms_edge::auth::Role;
 pub use oms_testkit as testing;
+/// The streams tests look into.
+pub use oms_topology::{CUSTOMERS, INVENTORY, ORDERS, PAYMENTS};
 
-pub mod procs;
+pub mod load;
+mod process;
 
-/// The services, by the name their config section has.
+/// The services, by the name of their config section; each one's binary is `oms-<name>`.
 pub const SERVICES: [&str; 5] = ["edge", "customer", "inventory", "payment", "order"];
-
-/// The services that keep SQL state.
-pub const SQL_SERVICES: [&str; 3] = ["customer", "inventory", "order"];
-
-/// Where a SQL service keeps its data in a test: a SQLite file in the test's folder, or, when
-/// `OMS_TEST_POSTGRES` names a PostgreSQL server (`postgres://user@host:port`), a database of its
-/// own there, unique to the test (`tag`); the service creates it on start.
-pub fn database_url(data_dir: &std::path::Path, tag: &str, service: &str) -> String {
-    match std::env::var("OMS_TEST_POSTGRES") {
-        Ok(base) if !base.is_empty() => {
-            format!("{}/{tag}_{service}", base.trim_end_matches('/'))
-        }
-        _ => format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join(format!("{service}.db")).display()
-        ),
-    }
-}
-
-/// A name unique to one test, usable in database names.
-pub fn unique_tag() -> String {
-    format!("t{}", uuid::Uuid::new_v4().simple())
-}
 
 /// Generous: CI machines are slow and shared, and nothing here sleeps for a fixed time.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-pub struct Stack {
-    pub nats: NatsServer,
-    pub config: Config,
-    pub http: reqwest::Client,
-    edge_url: Option<String>,
-    running: HashMap<&'static str, (CancellationToken, JoinHandle<anyhow::Result<()>>)>,
-    _dir: TempDir,
+/// Requests per second (and burst) the edge lets each identity make: far more than tests do.
+const TEST_RATE: u32 = 1_000_000;
+
+/// The operator that [`Stack::http`] acts as.
+const TEST_OPERATOR: &str = "tests";
+
+/// How long the topology may take to be created: a new cluster may still be electing leaders.
+const PROVISION_WAIT: Duration = Duration::from_secs(60);
+
+/// Where the services run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Each service's `run` as a task of the test's runtime: starts in milliseconds. Consumers
+    /// retry quickly (100 ms, then 500 ms) to keep the tests short; the schedule itself is
+    /// tested in shared.
+    InProcess,
+    /// The built `oms-*` binaries as child processes, each logging to `<service>.log` in the
+    /// [`DataDir`]: for tests that SIGKILL or SIGTERM them. Consumers keep the services' own
+    /// retry schedule (1 s up to 30 s), as deployed: these tests are about surviving restarts.
+    Processes,
 }
 
-impl Stack {
-    /// All five services.
-    pub async fn start() -> Stack {
-        Self::start_with(&SERVICES).await
+/// How a [`Stack`] starts: [`Stack::builder`], the settings to change, then [`Builder::start`].
+pub struct Builder {
+    mode: Mode,
+    services: Vec<&'static str>,
+    cluster: bool,
+    config: Config,
+}
+
+impl Builder {
+    /// Starts only these services; [`Stack::start_service`] starts the others later.
+    pub fn services(mut self, services: &[&'static str]) -> Builder {
+        self.services = services.to_vec();
+        self
     }
 
-    /// Only the named services; start the others later with [`Stack::start_service`].
-    pub async fn start_with(services: &[&'static str]) -> Stack {
-        Self::start_configured(services, |_| {}).await
+    /// A three-node JetStream cluster (`nats-cluster.conf`, as compose runs it) instead of one
+    /// nats-server.
+    pub fn cluster(mut self) -> Builder {
+        self.cluster = true;
+        self
     }
 
-    /// The named services with `configure` applied to the test config, before the topology is
-    /// provisioned (so stream and consumer settings take effect too).
-    pub async fn start_configured(
-        services: &[&'static str],
-        configure: impl FnOnce(&mut Config),
-    ) -> Stack {
-        oms_host::telemetry::init("warn");
-        let nats = NatsServer::start();
-        let dir = tempfile::tempdir().expect("creating a temporary folder");
-        let mut config = Config {
-            data_dir: dir.path().to_path_buf(),
-            ..nats.config()
-        };
-        let tag = unique_tag();
-        config.customer.database_url = database_url(dir.path(), &tag, "customer");
-        config.inventory.database_url = database_url(dir.path(), &tag, "inventory");
-        config.order.database_url = database_url(dir.path(), &tag, "order");
-        // Quick retries keep tests short; the schedule itself is tested in shared.
-        config.consumers.backoff = vec![Duration::from_millis(100), Duration::from_millis(500)];
-        // The edge checks tokens as it would anywhere; tests place many orders quickly.
-        config.auth.hs256_secret = random_secret();
-        config.http.rate_per_second = TEST_RATE;
-        config.http.rate_burst = TEST_RATE;
-        configure(&mut config);
-        nats.provision(&config).await;
+    /// Changes the test settings before anything starts, so that the topology is created with
+    /// them too (replicas, limits, ack wait…).
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Builder {
+        change(&mut self.config);
+        self
+    }
+
+    /// Starts the broker, creates the topology and starts the services.
+    pub async fn start(self) -> Stack {
+        let Builder {
+            mode,
+            services,
+            cluster,
+            mut config,
+        } = self;
+        if mode == Mode::InProcess {
+            oms_host::telemetry::init(&config.log);
+        }
+        // Starting a server waits for it with blocking sleeps: not on the runtime's threads.
+        let broker = tokio::task::spawn_blocking(move || match cluster {
+            true => Broker::Cluster(NatsCluster::start()),
+            false => Broker::Single(NatsServer::start()),
+        })
+        .await
+        .expect("starting the broker");
+        let data = DataDir::temporary();
+        config.data_dir = data.path().to_path_buf();
+        config.nats.url = broker.url();
+        config.nats.creds_dir = broker.creds_dir();
+        // Each service keeps its port for the whole test: a restarted one is where clients and
+        // running load look for it.
+        for service in [
+            &mut config.edge,
+            &mut config.customer,
+            &mut config.inventory,
+            &mut config.payment,
+            &mut config.order,
+        ] {
+            service.http_port = free_port();
+        }
+        config.customer.database_url = data.database_url("customer");
+        config.inventory.database_url = data.database_url("inventory");
+        config.order.database_url = data.database_url("order");
         let mut stack = Stack {
-            nats,
             http: operator_client(&config.auth),
+            nats: broker,
             config,
-            edge_url: None,
+            data,
+            mode,
             running: HashMap::new(),
-            _dir: dir,
         };
+        stack.provision().await;
         for service in services {
             stack.start_service(service).await;
         }
         stack
     }
+}
 
-    /// Starts one service and waits until its `/readyz` answers 200.
-    pub async fn start_service(&mut self, name: &'static str) {
-        assert!(!self.running.contains_key(name), "{name} already runs");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding a port");
-        let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let (config, token) = (self.config.clone(), CancellationToken::new());
-        let shutdown = token.clone();
-        let task = match name {
-            "edge" => spawn(oms_edge::run(config, listener, shutdown)),
-            "customer" => spawn(oms_customer::run(config, listener, shutdown)),
-            "inventory" => spawn(oms_inventory::run(config, listener, shutdown)),
-            "payment" => spawn(oms_payment::run(config, listener, shutdown)),
-            "order" => spawn(oms_order::run(config, listener, shutdown)),
-            other => panic!("no service {other}"),
-        };
-        self.running.insert(name, (token, task));
-        let http = self.http.clone();
-        let ready = format!("{url}/readyz");
-        eventually(DEADLINE, &format!("{name} to be ready"), || {
-            let (http, ready) = (http.clone(), ready.clone());
-            async move {
-                let r = http.get(&ready).send().await.ok()?;
-                r.status().is_success().then_some(())
-            }
-        })
-        .await;
-        if name == "edge" {
-            self.edge_url = Some(url);
+/// The settings of every test stack, before [`Builder::configure`] changes some.
+fn test_config(mode: Mode) -> Config {
+    let mut config = Config {
+        log: "warn".into(),
+        ..Config::default()
+    };
+    // Tests reach the services on this machine only.
+    config.http.bind = [127, 0, 0, 1].into();
+    // The edge checks tokens as it would anywhere, with a secret of this test; tests place many
+    // orders quickly.
+    config.auth.hs256_secret = random_secret();
+    config.http.rate_per_second = TEST_RATE;
+    config.http.rate_burst = TEST_RATE;
+    if mode == Mode::InProcess {
+        config.consumers.backoff = vec![Duration::from_millis(100), Duration::from_millis(500)];
+    }
+    config
+}
+
+/// The broker of a stack: one nats-server, or a three-node cluster.
+pub enum Broker {
+    Single(NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl Broker {
+    /// The single nats-server, e.g. to kill and restart it (panics on a cluster).
+    pub fn server(&mut self) -> &mut NatsServer {
+        match self {
+            Broker::Single(server) => server,
+            Broker::Cluster(_) => panic!("the services run on a cluster"),
         }
     }
 
-    /// Stops one service gracefully and waits for it to finish.
-    pub async fn stop_service(&mut self, name: &str) {
-        let (token, task) = self.running.remove(name).expect("service runs");
-        token.cancel();
-        tokio::time::timeout(DEADLINE, task)
-            .await
-            .expect("service stops in time")
-            .expect("service task does not panic")
-            .expect("service ends without error");
+    /// The cluster, e.g. to kill and restart a node (panics on a single server).
+    pub fn cluster(&mut self) -> &mut NatsCluster {
+        match self {
+            Broker::Cluster(cluster) => cluster,
+            Broker::Single(_) => panic!("the services run on a single server"),
+        }
+    }
+}
+
+impl TestBroker for Broker {
+    fn url(&self) -> String {
+        match self {
+            Broker::Single(server) => server.url(),
+            Broker::Cluster(cluster) => cluster.url(),
+        }
     }
 
-    pub fn edge(&self) -> &str {
-        self.edge_url.as_deref().expect("the edge runs")
+    fn store(&self) -> &Path {
+        match self {
+            Broker::Single(server) => server.store(),
+            Broker::Cluster(cluster) => cluster.store(),
+        }
+    }
+}
+
+/// One test's own data: a temporary folder (the services' `data_dir`: their SQLite files and,
+/// as processes, their config file and logs) and, when `OMS_TEST_POSTGRES` names a PostgreSQL
+/// server (`postgres://user@host:port`), databases there with names unique to the test.
+pub struct DataDir {
+    dir: TempDir,
+    tag: String,
+}
+
+impl DataDir {
+    pub fn temporary() -> DataDir {
+        DataDir {
+            dir: tempfile::tempdir().expect("creating a temporary folder"),
+            tag: format!("t{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The URL of the database `name` (a service's, or a test's own): `<name>.db` in the
+    /// folder, or the PostgreSQL database `<tag>_<name>`, created on its first connection.
+    pub fn database_url(&self, name: &str) -> String {
+        match std::env::var("OMS_TEST_POSTGRES") {
+            Ok(base) if !base.is_empty() => {
+                format!("{}/{}_{name}", base.trim_end_matches('/'), self.tag)
+            }
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.path().join(format!("{name}.db")).display()
+            ),
+        }
+    }
+}
+
+/// A running OMS for one test; everything it started ends with it.
+pub struct Stack {
+    /// The nats-server or cluster: to kill and restart, or to connect to as any identity.
+    pub nats: Broker,
+    /// The settings a service starts with: change them before [`Stack::start_service`] to
+    /// start one differently.
+    pub config: Config,
+    /// Sends an operator token with every request (a request's own `Authorization` wins).
+    pub http: reqwest::Client,
+    /// The test's folder and databases: `data.database_url("order")` is the order service's.
+    pub data: DataDir,
+    mode: Mode,
+    running: HashMap<&'static str, Running>,
+}
+
+/// A service that was started: a task of this process, or a child process.
+enum Running {
+    Task {
+        shutdown: CancellationToken,
+        task: JoinHandle<anyhow::Result<()>>,
+    },
+    Process(Child),
+}
+
+impl Running {
+    /// `None` while it runs; once it has ended, `Ok` if cleanly (`run` returned `Ok`, exit
+    /// status 0), else why not.
+    fn ended(&mut self) -> Option<Result<(), String>> {
+        match self {
+            Running::Task { task, .. } => Some(match task.now_or_never()? {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(e) => Err(e.to_string()),
+            }),
+            Running::Process(child) => {
+                let status = child.try_wait().expect("checking the process")?;
+                Some(if status.success() {
+                    Ok(())
+                } else {
+                    Err(status.to_string())
+                })
+            }
+        }
+    }
+}
+
+impl Stack {
+    /// What most tests need: all five services in this process on one nats-server, with the
+    /// test settings. Short for `Stack::builder(Mode::InProcess).start()`.
+    pub async fn start() -> Stack {
+        Stack::builder(Mode::InProcess).start().await
+    }
+
+    /// A stack in `mode`, to set up before [`Builder::start`]: all five services on one
+    /// nats-server unless told otherwise.
+    pub fn builder(mode: Mode) -> Builder {
+        Builder {
+            mode,
+            services: SERVICES.to_vec(),
+            cluster: false,
+            config: test_config(mode),
+        }
+    }
+
+    /// Starts `service` (again: same port, same data) and waits until its `/readyz` answers 200.
+    pub async fn start_service(&mut self, service: &str) {
+        let name = SERVICES
+            .into_iter()
+            .find(|s| *s == service)
+            .unwrap_or_else(|| panic!("no service {service}"));
+        assert!(!self.running.contains_key(name), "{name} already runs");
+        let running = match self.mode {
+            Mode::InProcess => self.spawn_task(name).await,
+            Mode::Processes => Running::Process(process::spawn(&self.config, name)),
+        };
+        self.running.insert(name, running);
+        // Ready means this instance answers. If it ends instead (its port taken, a bad setting),
+        // say so at once and why; on a timeout, show what the services logged.
+        let ready = format!("{}/readyz", self.url(name));
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(ended) = self.running.get_mut(name).and_then(Running::ended) {
+                panic!(
+                    "{name} ended at start-up: {ended:?}\n{}",
+                    self.log_tails(15)
+                );
+            }
+            let answer = self.http.get(&ready).send().await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {DEADLINE:?} waiting for {name} to be ready\n{}",
+                self.log_tails(15)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn spawn_task(&self, name: &str) -> Running {
+        let port = port(&self.config, name);
+        let listener = TcpListener::bind((self.config.http.bind, port))
+            .await
+            .expect("binding the service's port");
+        let (config, shutdown) = (self.config.clone(), CancellationToken::new());
+        let stop = shutdown.clone();
+        let task = match name {
+            "edge" => tokio::spawn(oms_edge::run(config, listener, stop)),
+            "customer" => tokio::spawn(oms_customer::run(config, listener, stop)),
+            "inventory" => tokio::spawn(oms_inventory::run(config, listener, stop)),
+            "payment" => tokio::spawn(oms_payment::run(config, listener, stop)),
+            "order" => tokio::spawn(oms_order::run(config, listener, stop)),
+            other => panic!("no service {other}"),
+        };
+        Running::Task { shutdown, task }
+    }
+
+    /// Stops `service` gracefully (SIGTERM to a process, its shutdown token to a task) and waits
+    /// for it to end. Returns how it ended (`Ok` for exit status 0 or `run` returning `Ok`) and
+    /// how long that took.
+    #[must_use = "says whether the service ended cleanly"]
+    pub async fn stop_service(&mut self, service: &str) -> (Result<(), String>, Duration) {
+        let mut running = self.running.remove(service).expect("the service runs");
+        let started = Instant::now();
+        match &running {
+            Running::Task { shutdown, .. } => shutdown.cancel(),
+            Running::Process(child) => {
+                let status = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .expect("running kill");
+                assert!(status.success(), "kill -TERM failed");
+            }
+        }
+        let ended = eventually(DEADLINE, &format!("{service} to stop"), || {
+            let ended = running.ended();
+            async move { ended }
+        })
+        .await;
+        (ended, started.elapsed())
+    }
+
+    /// Ends `service` at once, with no chance to finish anything: SIGKILL to a process. A task
+    /// is aborted at its next `.await` (its destructors still run, unlike a killed process's).
+    pub async fn kill_service(&mut self, service: &str) {
+        match self.running.remove(service).expect("the service runs") {
+            Running::Task { task, .. } => {
+                task.abort();
+                let _ = task.await;
+            }
+            Running::Process(mut child) => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaping the process");
+            }
+        }
+    }
+
+    /// The last `lines` lines each service process logged (warnings and errors), for failure
+    /// messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        match self.mode {
+            Mode::InProcess => "(the services run in this process: they log to its output)".into(),
+            Mode::Processes => process::log_tails(&self.config.data_dir, lines),
+        }
+    }
+
+    /// The base URL of `service`'s HTTP listener (the API of the edge, health of all); the same
+    /// across restarts.
+    pub fn url(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}", port(&self.config, service))
+    }
+
+    pub fn edge(&self) -> String {
+        self.url("edge")
     }
 
     /// A token of `sub` as `role` for this stack's edge, valid for an hour.
     pub fn token(&self, sub: &str, role: Role) -> String {
-        token(&self.config.auth, sub, role)
+        let auth = &self.config.auth;
+        oms_edge::auth::mint(
+            auth,
+            auth.hs256_secret.as_bytes(),
+            sub,
+            role,
+            Duration::from_secs(3600),
+        )
     }
 
     /// A customer's token: it may place and read only its own orders.
@@ -170,7 +441,7 @@ impl Stack {
         self.token(customer_id, Role::Customer)
     }
 
-    /// The token [`Stack::http`] sends: operator `tests`.
+    /// A token of the operator that [`Stack::http`] acts as.
     pub fn operator_token(&self) -> String {
         self.token(TEST_OPERATOR, Role::Operator)
     }
@@ -185,9 +456,11 @@ impl Stack {
         jetstream::new(self.nats.connect_as(identity).await)
     }
 
-    /// Creates the topology again, as the provisioner (after a test removed part of it).
+    /// Creates the topology (again, after a test removed part of it), as the provisioner.
     pub async fn provision(&self) {
-        self.nats.provision(&self.config).await;
+        oms_bus::provision::topology(&self.config, PROVISION_WAIT)
+            .await
+            .expect("the provisioner creates the topology");
     }
 
     /// `POST /orders` with a JSON body; returns the status and the parsed answer.
@@ -291,33 +564,72 @@ impl Stack {
         .await
     }
 
-    /// Number of messages on `subject` (wildcards allowed) in `stream`.
+    /// Number of messages on `subject` (wildcards allowed) in `stream`: the pending count of a
+    /// throwaway consumer (stream info lists at most a page of subjects).
     pub async fn count(&self, stream: &str, subject: &str) -> u64 {
-        count(&self.jetstream().await, stream, subject).await
+        use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        let js = self.jetstream().await;
+        let stream = js.get_stream(stream).await.expect("stream exists");
+        let mut consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: subject.to_string(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::None,
+                inactive_threshold: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .await
+            .expect("a counting consumer");
+        // The observer may not delete it; it goes by itself once inactive.
+        consumer.info().await.expect("consumer info").num_pending
+    }
+
+    /// The order ids that have a charge in the payment ledger.
+    pub async fn charged(&self) -> HashSet<String> {
+        let ledger = self
+            .jetstream()
+            .await
+            .get_key_value("payment-ledger")
+            .await
+            .expect("the ledger bucket");
+        ledger
+            .keys()
+            .await
+            .expect("ledger keys")
+            .map(|k| k.expect("a ledger key"))
+            .collect()
+            .await
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for (token, task) in self.running.values() {
-            token.cancel();
-            task.abort();
+        for running in self.running.values_mut() {
+            match running {
+                Running::Task { shutdown, task } => {
+                    shutdown.cancel();
+                    task.abort();
+                }
+                Running::Process(child) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
         }
     }
 }
 
-fn spawn<F>(run: F) -> JoinHandle<anyhow::Result<()>>
-where
-    F: Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    tokio::spawn(run)
+/// The port of `service` in `config`.
+fn port(config: &Config, service: &str) -> u16 {
+    match service {
+        "edge" => config.edge.http_port,
+        "customer" => config.customer.http_port,
+        "inventory" => config.inventory.http_port,
+        "payment" => config.payment.http_port,
+        "order" => config.order.http_port,
+        other => panic!("no service {other}"),
+    }
 }
-
-/// Requests per second (and burst) the harness lets each identity make: far more than tests do.
-pub const TEST_RATE: u32 = 1_000_000;
-
-/// The operator the harness's HTTP clients act as.
-pub const TEST_OPERATOR: &str = "tests";
 
 /// A fresh HS256 secret for one test's edge (256 bits of randomness as hex).
 pub fn random_secret() -> String {
@@ -328,20 +640,9 @@ pub fn random_secret() -> String {
     )
 }
 
-/// A token of `sub` as `role` signed with `auth.hs256_secret`, valid for an hour.
-pub fn token(auth: &oms_config::AuthConfig, sub: &str, role: Role) -> String {
-    oms_edge::auth::mint(
-        auth,
-        auth.hs256_secret.as_bytes(),
-        sub,
-        role,
-        Duration::from_secs(3600),
-    )
-}
-
 /// An HTTP client that sends an operator token with every request (a request's own
 /// `Authorization` header wins), valid for a day: long enough for any test.
-pub fn operator_client(auth: &oms_config::AuthConfig) -> reqwest::Client {
+fn operator_client(auth: &oms_config::AuthConfig) -> reqwest::Client {
     let token = oms_edge::auth::mint(
         auth,
         auth.hs256_secret.as_bytes(),
@@ -374,28 +675,6 @@ pub fn items_body(customer: &str, amount: Value, items: &[(&str, u32)]) -> Value
         .map(|(p, q)| json!({"productId": p, "quantity": q}))
         .collect();
     json!({"customerId": customer, "totalAmount": amount, "items": items})
-}
-
-/// All names a topology check looks for, re-exported for tests.
-pub use topology::{CUSTOMERS, INVENTORY, ORDERS, PAYMENTS};
-
-/// Number of messages on `subject` (wildcards allowed) in `stream`: the pending count of a
-/// throwaway consumer (stream info lists at most a page of subjects).
-pub async fn count(js: &jetstream::Context, stream: &str, subject: &str) -> u64 {
-    use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-    let stream = js.get_stream(stream).await.expect("stream exists");
-    let mut consumer = stream
-        .create_consumer(pull::Config {
-            filter_subject: subject.to_string(),
-            deliver_policy: DeliverPolicy::All,
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(10),
-            ..Default::default()
-        })
-        .await
-        .expect("a counting consumer");
-    // The observer may not delete it; it goes by itself once inactive.
-    consumer.info().await.expect("consumer info").num_pending
 }
 
 /// POSTs `body` with `key` until it is accepted (the edge or NATS may be down for a while);
@@ -434,33 +713,23 @@ pub async fn place_until_accepted(
     }
 }
 
-/// Waits until the order is CONFIRMED or REJECTED (over HTTP); returns it.
-pub async fn wait_terminal(http: &reqwest::Client, edge: &str, id: &str) -> Value {
-    eventually(DEADLINE, &format!("order {id} to end"), || async move {
-        let r = http.get(format!("{edge}/orders/{id}")).send().await.ok()?;
-        assert_ne!(
-            r.status().as_u16(),
-            404,
-            "an accepted order is always readable"
-        );
-        let order: Value = r.json().await.ok()?;
-        (order["status"] == "CONFIRMED" || order["status"] == "REJECTED").then_some(order)
-    })
-    .await
-}
+#[cfg(test)]
+mod tests {
+    use super::free_port;
 
-/// The order ids that have a charge in the payment ledger.
-pub async fn charged(js: &jetstream::Context) -> std::collections::HashSet<String> {
-    use futures::StreamExt;
-    let ledger = js
-        .get_key_value("payment-ledger")
-        .await
-        .expect("the ledger bucket");
-    ledger
-        .keys()
-        .await
-        .expect("ledger keys")
-        .map(|k| k.expect("a ledger key"))
-        .collect()
-        .await
+    /// What the services' start-up relies on: no two tests get the same port, and no outgoing
+    /// connection or `bind(0)` can land on one (they use the ephemeral range).
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .expect("Linux names its ephemeral range");
+        let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
+        for port in ports {
+            assert!((10_000..low).contains(&port), "{port} not below {low}");
+            std::net::TcpListener::bind(("0.0.0.0", port)).expect("the port is free");
+        }
+    }
 }

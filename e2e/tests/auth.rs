@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use oms_e2e::{DEADLINE, ORDERS, Role, Stack, items_body, original_body, testing::eventually};
+use oms_e2e::{
+    DEADLINE, Mode, ORDERS, Role, Stack, items_body, original_body, testing::eventually,
+};
 use oms_edge::auth::{Claims, sign};
 use oms_edge::testkeys;
 use reqwest::header::HeaderMap;
@@ -343,7 +345,7 @@ async fn idempotency_keys_belong_to_their_caller() {
         stack.operator_token(),
     );
     let place = |token: String, body: Value| {
-        let edge = stack.edge().to_string();
+        let edge = stack.edge();
         async move {
             let r = reqwest::Client::new()
                 .post(format!("{edge}/orders"))
@@ -374,7 +376,10 @@ async fn idempotency_keys_belong_to_their_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_over_its_rate_gets_429_with_retry_after() {
-    let mut stack = Stack::start_with(&BEHIND_THE_EDGE).await;
+    let mut stack = Stack::builder(Mode::InProcess)
+        .services(&BEHIND_THE_EDGE)
+        .start()
+        .await;
     stack.config.http.rate_per_second = 1;
     stack.config.http.rate_burst = 3;
     stack.start_service("edge").await;
@@ -481,7 +486,10 @@ async fn closed_by_peer(conn: &mut TcpStream, since: Instant) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_header_clients_are_cut_off_while_others_are_served() {
-    let mut stack = Stack::start_with(&BEHIND_THE_EDGE).await;
+    let mut stack = Stack::builder(Mode::InProcess)
+        .services(&BEHIND_THE_EDGE)
+        .start()
+        .await;
     let timeout = Duration::from_secs(1);
     stack.config.http.header_read_timeout = timeout;
     stack.start_service("edge").await;
@@ -509,7 +517,10 @@ async fn slow_header_clients_are_cut_off_while_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let mut stack = Stack::start_with(&BEHIND_THE_EDGE).await;
+    let mut stack = Stack::builder(Mode::InProcess)
+        .services(&BEHIND_THE_EDGE)
+        .start()
+        .await;
     stack.config.http.header_read_timeout = Duration::from_secs(30);
     stack.config.http.idle_timeout = Duration::from_secs(1);
     stack.start_service("edge").await;
@@ -563,7 +574,7 @@ async fn spawn_edge(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn open_connections_are_capped_and_the_next_waits_its_turn() {
-    let stack = Stack::start_with(&[]).await;
+    let stack = Stack::builder(Mode::InProcess).services(&[]).start().await;
     let (addr, shutdown, task) = spawn_edge(&stack, |c| c.http.max_connections = 1).await;
     let probe = "GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n";
     // A takes the only slot and keeps it (keep-alive).
@@ -593,7 +604,7 @@ async fn request_ids_are_echoed_when_sane_and_made_otherwise() {
     let stack = Stack::start().await;
     let ops = stack.operator_token();
     let with_id = |id: Option<String>, token: Option<String>, path: &'static str| {
-        let edge = stack.edge().to_string();
+        let edge = stack.edge();
         async move {
             let mut r = reqwest::Client::new().get(format!("{edge}{path}"));
             if let Some(id) = id {
@@ -692,7 +703,10 @@ async fn the_edge_refuses_to_start_without_auth_outside_dev_or_off_loopback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_auth_off_in_dev_on_loopback_requests_need_no_token() {
-    let mut stack = Stack::start_with(&BEHIND_THE_EDGE).await;
+    let mut stack = Stack::builder(Mode::InProcess)
+        .services(&BEHIND_THE_EDGE)
+        .start()
+        .await;
     stack.config.auth.enabled = false;
     stack.config.profile = "dev".into();
     stack.start_service("edge").await;
@@ -706,7 +720,10 @@ async fn with_auth_off_in_dev_on_loopback_requests_need_no_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_jwks_edge_takes_rs256_and_refuses_hs256_made_with_its_public_key() {
-    let mut stack = Stack::start_with(&BEHIND_THE_EDGE).await;
+    let mut stack = Stack::builder(Mode::InProcess)
+        .services(&BEHIND_THE_EDGE)
+        .start()
+        .await;
     // In the stack's temporary folder, gone with it.
     let jwks = stack.config.data_dir.join("jwks.json");
     std::fs::write(&jwks, &testkeys::keys().jwks).unwrap();

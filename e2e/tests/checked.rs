@@ -12,7 +12,7 @@ use oms_bus::{
 use oms_domain::api::{GetOrder, GetProduct, OrderStatus, OrderView, ProductView};
 use oms_domain::events::Rejection;
 use oms_domain::{Envelope, Event, Item, Money, OrderId, OrderSnapshot, Reason};
-use oms_e2e::{CUSTOMERS, DEADLINE, INVENTORY, ORDERS, PAYMENTS, Stack, database_url, unique_tag};
+use oms_e2e::{CUSTOMERS, DEADLINE, DataDir, INVENTORY, Mode, ORDERS, PAYMENTS, Stack};
 use oms_testkit::eventually;
 use oms_topology::identity::Identity;
 use oms_topology::{self as topology, DLQ};
@@ -99,7 +99,10 @@ async fn available(client: &async_nats::Client, product: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_that_disagree_or_are_out_of_range_go_to_the_dlq_and_change_nothing() {
-    let stack = Stack::start_with(&["customer", "inventory", "payment", "order"]).await;
+    let stack = Stack::builder(Mode::InProcess)
+        .services(&["customer", "inventory", "payment", "order"])
+        .start()
+        .await;
     let edge = stack.jetstream_as(Identity::Edge).await;
     let order_service = stack.jetstream_as(Identity::Order).await;
     // The service API, as the edge reads it (no edge runs here).
@@ -272,9 +275,10 @@ async fn failure(pool: &sqlx::AnyPool, sql: &str) -> HandleError {
 
 #[tokio::test]
 async fn constraint_violations_are_permanent_and_a_lost_race_is_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = database_url(dir.path(), &unique_tag(), "checked");
-    let pool = oms_store::connect(&url).await.unwrap();
+    let data = DataDir::temporary();
+    let pool = oms_store::connect(&data.database_url("checked"))
+        .await
+        .unwrap();
     for sql in [
         "CREATE TABLE parent (id TEXT PRIMARY KEY)",
         "CREATE TABLE child (id TEXT PRIMARY KEY, \

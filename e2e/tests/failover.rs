@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use oms_e2e::procs::{Broker, Load, Processes, all_final};
-use oms_e2e::testing::{NatsCluster, eventually};
-use oms_e2e::{ORDERS, items_body};
+use oms_e2e::load::{Load, all_final};
+use oms_e2e::testing::eventually;
+use oms_e2e::{Mode, ORDERS, Stack, items_body};
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -37,19 +37,16 @@ enum Victim {
 
 async fn lose_a_node_mid_load(victim: Victim) {
     let _serial = SERIAL.lock().await;
-    let cluster = tokio::task::spawn_blocking(NatsCluster::start)
-        .await
-        .unwrap();
-    let mut procs = Processes::start_on(
-        Broker::Cluster(cluster),
-        &[
-            ("OMS_STREAMS__REPLICAS", "3"),
-            ("OMS_CONSUMERS__ACK_WAIT", "3s"),
-        ],
-    )
-    .await;
-    let js = procs.jetstream().await;
-    let load = Load::start(&procs, ORDERS_PLACED, "f", order);
+    let mut stack = Stack::builder(Mode::Processes)
+        .cluster()
+        .configure(|config| {
+            config.streams.replicas = 3;
+            config.consumers.ack_wait = Duration::from_secs(3);
+        })
+        .start()
+        .await;
+    let js = stack.jetstream().await;
+    let load = Load::start(&stack, ORDERS_PLACED, "f", order);
 
     load.reached(ORDERS_PLACED / 3).await;
     let leader = js
@@ -63,7 +60,7 @@ async fn lose_a_node_mid_load(victim: Victim) {
         .clone()
         .and_then(|c| c.leader)
         .expect("ORDERS has a leader");
-    let cluster = procs.cluster();
+    let cluster = stack.nats.cluster();
     let leader_index = cluster.index_of(&leader).expect("a known node");
     let node = match victim {
         Victim::Leader => leader_index,
@@ -78,16 +75,16 @@ async fn lose_a_node_mid_load(victim: Victim) {
     let recovery = killed_at.elapsed();
 
     load.reached(2 * ORDERS_PLACED / 3).await;
-    tokio::task::block_in_place(|| procs.cluster().start_node(node));
+    tokio::task::block_in_place(|| stack.nats.cluster().start_node(node));
     let placed = load.finish().await;
     let ids: HashSet<&str> = placed.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(ids.len(), ORDERS_PLACED, "one order id per idempotency key");
 
     // Every order ends, once.
-    let orders = oms_store::connect(&procs.database_url("order"))
+    let orders = oms_store::connect(&stack.data.database_url("order"))
         .await
         .unwrap();
-    let settle = all_final(&procs, &orders, ORDERS_PLACED, Duration::from_secs(60)).await;
+    let settle = all_final(&stack, &orders, ORDERS_PLACED, Duration::from_secs(60)).await;
     let rows = sqlx::query("SELECT order_id, status FROM orders")
         .fetch_all(&orders)
         .await
@@ -102,10 +99,10 @@ async fn lose_a_node_mid_load(victim: Victim) {
         .collect();
     assert_eq!(confirmed.len(), ORDERS_PLACED * 8 / 10);
     assert_eq!(
-        oms_e2e::count(&js, ORDERS, "orders.placed.*").await,
+        stack.count(ORDERS, "orders.placed.*").await,
         ORDERS_PLACED as u64
     );
-    let charged = oms_e2e::charged(&js).await;
+    let charged = stack.charged().await;
     assert_eq!(charged, confirmed, "each confirmed order charged once");
 
     // The restarted node catches up: every replica of every stream current, no lag.

@@ -1,6 +1,6 @@
 //! The order flow end to end: a real nats-server, the five services, HTTP in and out.
 
-use oms_e2e::{CUSTOMERS, INVENTORY, ORDERS, PAYMENTS, Stack, items_body, original_body};
+use oms_e2e::{CUSTOMERS, INVENTORY, Mode, ORDERS, PAYMENTS, Stack, items_body, original_body};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -180,7 +180,10 @@ async fn a_declined_payment_gives_the_stock_back_and_charges_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verdicts_join_whichever_comes_first() {
     // Inventory's verdict first: customer starts only once it is on the stream.
-    let mut stack = Stack::start_with(&["edge", "inventory", "payment", "order"]).await;
+    let mut stack = Stack::builder(Mode::InProcess)
+        .services(&["edge", "inventory", "payment", "order"])
+        .start()
+        .await;
     let first = stack.place_ok(&original_body()).await;
     stack
         .event(INVENTORY, &format!("inventory.reserved.{first}"))
@@ -190,7 +193,8 @@ async fn verdicts_join_whichever_comes_first() {
     assert_eq!(stack.terminal(&first).await["status"], "CONFIRMED");
 
     // Customer's verdict first: inventory stops, and starts again once it is on the stream.
-    stack.stop_service("inventory").await;
+    let (stopped, _) = stack.stop_service("inventory").await;
+    assert_eq!(stopped, Ok(()), "inventory stops cleanly");
     let second = stack.place_ok(&original_body()).await;
     stack
         .event(CUSTOMERS, &format!("customers.validated.{second}"))
@@ -217,7 +221,10 @@ async fn verdicts_join_whichever_comes_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_started_late_processes_what_waited() {
-    let mut stack = Stack::start_with(&["edge"]).await;
+    let mut stack = Stack::builder(Mode::InProcess)
+        .services(&["edge"])
+        .start()
+        .await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(stack.place_ok(&original_body()).await);
@@ -244,7 +251,10 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
     use oms_domain::events::Rejection;
     use oms_domain::{Envelope, Event, Item, Money, OrderSnapshot, Reason};
     use oms_topology::identity::Identity;
-    let stack = Stack::start_with(&["inventory"]).await;
+    let stack = Stack::builder(Mode::InProcess)
+        .services(&["inventory"])
+        .start()
+        .await;
     // Each event by the service whose part it is: the order service rejects, the edge places.
     let (order_service, edge) = (
         stack.jetstream_as(Identity::Order).await,

@@ -6,20 +6,17 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
-use oms_e2e::procs::Processes;
-use oms_e2e::{
-    ORDERS, PAYMENTS, Stack, items_body, original_body, place_until_accepted, wait_terminal,
-};
+use oms_e2e::{Mode, ORDERS, PAYMENTS, Stack, items_body, original_body, place_until_accepted};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_racing_orders_for_five_items_confirm_exactly_five() {
-    let procs = Processes::start(&[]).await;
-    let edge = procs.edge();
+    let stack = Stack::builder(Mode::Processes).start().await;
+    let edge = stack.edge();
     let body = items_body("OMS-Cust-001", json!(10), &[("item4", 1)]);
     let ids: Vec<String> = futures::stream::iter(0..100)
         .map(|i| {
-            let (http, edge, body) = (procs.http.clone(), edge.clone(), body.clone());
+            let (http, edge, body) = (stack.http.clone(), edge.clone(), body.clone());
             async move { place_until_accepted(&http, &edge, &body, &format!("race-{i}")).await }
         })
         .buffer_unordered(100)
@@ -28,13 +25,13 @@ async fn a_hundred_racing_orders_for_five_items_confirm_exactly_five() {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 100);
     let mut outcomes: HashMap<String, usize> = HashMap::new();
     for id in &ids {
-        let order = wait_terminal(&procs.http, &edge, id).await;
+        let order = stack.terminal(id).await;
         let outcome = order["reason"].as_str().unwrap_or("CONFIRMED").to_string();
         *outcomes.entry(outcome).or_default() += 1;
     }
     assert_eq!(outcomes.get("CONFIRMED"), Some(&5), "{outcomes:?}");
     assert_eq!(outcomes.get("OUT_OF_STOCK"), Some(&95), "{outcomes:?}");
-    let product: Value = procs
+    let product: Value = stack
         .http
         .get(format!("{edge}/products/item4"))
         .send()
@@ -49,28 +46,28 @@ async fn a_hundred_racing_orders_for_five_items_confirm_exactly_five() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_finishes_in_time_and_loses_nothing() {
     // A short ack wait: what was in flight to a stopping service comes back quickly.
-    let mut procs = Processes::start(&[("OMS_CONSUMERS__ACK_WAIT", "2s")]).await;
-    let edge = procs.edge();
+    let mut stack = Stack::builder(Mode::Processes)
+        .configure(|config| config.consumers.ack_wait = Duration::from_secs(2))
+        .start()
+        .await;
+    let edge = stack.edge();
     let mut ids = Vec::new();
     for i in 0..20 {
         ids.push(
-            place_until_accepted(&procs.http, &edge, &original_body(), &format!("t{i}")).await,
+            place_until_accepted(&stack.http, &edge, &original_body(), &format!("t{i}")).await,
         );
     }
     for service in ["customer", "inventory", "payment", "order"] {
-        let (code, took) = procs.terminate(service).await;
-        assert_eq!(code, Some(0), "{service} exits 0\n{}", procs.log_tails(15));
+        let (exit, took) = stack.stop_service(service).await;
+        assert_eq!(exit, Ok(()), "{service} exits 0\n{}", stack.log_tails(15));
         assert!(took < Duration::from_secs(10), "{service} took {took:?}");
-        procs.start_service(service).await;
+        stack.start_service(service).await;
     }
     for id in &ids {
-        assert_eq!(
-            wait_terminal(&procs.http, &edge, id).await["status"],
-            "CONFIRMED"
-        );
+        assert_eq!(stack.terminal(id).await["status"], "CONFIRMED");
     }
-    let (code, _) = procs.terminate("edge").await;
-    assert_eq!(code, Some(0));
+    let (exit, _) = stack.stop_service("edge").await;
+    assert_eq!(exit, Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -82,7 +79,6 @@ async fn the_same_event_twice_has_one_effect() {
         .await;
     assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
     use oms_topology::identity::Identity;
-    let js = stack.jetstream().await;
     // Every event of the order again, by the service that owns its subject: once with its own
     // Nats-Msg-Id (the server drops it), once with a new one (it is stored, and every consumer
     // sees it a second time).
@@ -132,7 +128,7 @@ async fn the_same_event_twice_has_one_effect() {
     assert_eq!(stack.available("item4").await, 3, "stock taken once");
     let order = stack.get_json(&format!("/orders/{id}")).await;
     assert_eq!(order["status"], "CONFIRMED");
-    let mut keys: Vec<String> = oms_e2e::charged(&js).await.into_iter().collect();
+    let mut keys: Vec<String> = stack.charged().await.into_iter().collect();
     keys.sort();
     assert_eq!(keys, vec![id.clone()], "charged once");
     // Each step announced once: the duplicates published nothing new.
@@ -154,7 +150,7 @@ async fn one_idempotency_key_makes_one_order() {
     // Twenty racing requests with one key: one order id, one event.
     let ids: Vec<String> = futures::stream::iter(0..20)
         .map(|_| {
-            let (http, edge, body) = (stack.http.clone(), stack.edge().to_string(), body.clone());
+            let (http, edge, body) = (stack.http.clone(), stack.edge(), body.clone());
             async move { place_until_accepted(&http, &edge, &body, "same-key").await }
         })
         .buffer_unordered(20)
@@ -169,7 +165,7 @@ async fn one_idempotency_key_makes_one_order() {
 
     // A later retry answers the same; the same key with another order is refused.
     assert_eq!(
-        &place_until_accepted(&stack.http, stack.edge(), &body, "same-key").await,
+        &place_until_accepted(&stack.http, &stack.edge(), &body, "same-key").await,
         id
     );
     let other = items_body("OMS-Cust-001", json!(1), &[("item3", 1)]);
@@ -192,7 +188,7 @@ async fn one_idempotency_key_makes_one_order() {
     // A reordered but equal body is the same order ("same body" = same parsed order).
     let same = json!({"productIds": ["item1", "item2"], "totalAmount": 2599.990, "customerId": "OMS-Cust-001"});
     assert_eq!(
-        &place_until_accepted(&stack.http, stack.edge(), &same, "same-key").await,
+        &place_until_accepted(&stack.http, &stack.edge(), &same, "same-key").await,
         id
     );
     // Bad keys are refused before anything is accepted.

@@ -223,7 +223,7 @@ async fn orders_are_listed_newest_first_in_pages() {
 async fn with_nats_down_orders_get_503_and_nothing_is_half_accepted() {
     let mut stack = Stack::start().await;
     let before = stack.place_ok(&original_body()).await;
-    stack.nats.kill();
+    stack.nats.server().kill();
     // Once the edge has noticed (its readiness says so), it refuses without publishing. A request
     // racing the very moment of the failure is what Idempotency-Key is for (see the README).
     eventually(DEADLINE, "the edge to notice NATS is gone", || async {
@@ -238,7 +238,7 @@ async fn with_nats_down_orders_get_503_and_nothing_is_half_accepted() {
             .unwrap()
             .contains("nothing was accepted")
     );
-    stack.nats.restart();
+    stack.nats.server().restart();
     // The services reconnect by themselves; the edge takes orders again.
     eventually(DEADLINE, "the edge to accept orders again", || async {
         let (status, _) = stack.place(&original_body()).await;

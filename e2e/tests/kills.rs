@@ -5,14 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use oms_e2e::procs::{Load, Processes, all_final};
+use oms_e2e::load::{Load, all_final};
 use oms_e2e::testing::eventually;
-use oms_e2e::{DEADLINE, ORDERS, PAYMENTS, items_body};
+use oms_e2e::{DEADLINE, Mode, ORDERS, PAYMENTS, Stack, items_body};
 use serde_json::{Value, json};
 use sqlx::{AnyPool, Row};
 
-async fn open(procs: &Processes, service: &str) -> AnyPool {
-    oms_store::connect(&procs.database_url(service))
+async fn open(stack: &Stack, service: &str) -> AnyPool {
+    oms_store::connect(&stack.data.database_url(service))
         .await
         .expect("opening a service database")
 }
@@ -30,8 +30,11 @@ fn mixed_order(i: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
     const ORDERS_PLACED: usize = 1_000;
-    let mut procs = Processes::start(&[("OMS_CONSUMERS__ACK_WAIT", "2s")]).await;
-    let load = Load::start(&procs, ORDERS_PLACED, "k", mixed_order);
+    let mut stack = Stack::builder(Mode::Processes)
+        .configure(|config| config.consumers.ack_wait = Duration::from_secs(2))
+        .start()
+        .await;
+    let load = Load::start(&stack, ORDERS_PLACED, "k", mixed_order);
 
     // Kill each service in turn with SIGKILL while orders flow, and restart the broker once.
     let mut kills = Vec::new();
@@ -46,14 +49,10 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
     for (at, victim) in schedule {
         load.reached(at).await;
         if victim == "nats-server" {
-            tokio::task::block_in_place(|| procs.nats().restart());
+            tokio::task::block_in_place(|| stack.nats.server().restart());
         } else {
-            procs.kill(victim);
-            let victim: &'static str = oms_e2e::SERVICES
-                .into_iter()
-                .find(|s| *s == victim)
-                .unwrap();
-            procs.start_service(victim).await;
+            stack.kill_service(victim).await;
+            stack.start_service(victim).await;
         }
         kills.push(victim);
     }
@@ -63,8 +62,8 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
     assert_eq!(ids.len(), ORDERS_PLACED, "one order id per idempotency key");
 
     // Every accepted order ends within 30 s, exactly once.
-    let orders = open(&procs, "order").await;
-    let settle = all_final(&procs, &orders, ORDERS_PLACED, Duration::from_secs(30)).await;
+    let orders = open(&stack, "order").await;
+    let settle = all_final(&stack, &orders, ORDERS_PLACED, Duration::from_secs(30)).await;
     let rows = sqlx::query("SELECT order_id, status, reason FROM orders")
         .fetch_all(&orders)
         .await
@@ -91,8 +90,7 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
         2 * ORDERS_PLACED,
         "PENDING then one final status each"
     );
-    let js = procs.jetstream().await;
-    let placed_events = oms_e2e::count(&js, ORDERS, "orders.placed.*").await;
+    let placed_events = stack.count(ORDERS, "orders.placed.*").await;
     assert_eq!(
         placed_events, ORDERS_PLACED as u64,
         "one orders.placed per order"
@@ -128,13 +126,13 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
     assert_eq!(item4_confirmed, 5, "item4 sold out exactly");
 
     // The ledger holds exactly one charge per confirmed order, none for rejected ones.
-    let charged = oms_e2e::charged(&js).await;
+    let charged = stack.charged().await;
     let confirmed_owned: HashSet<String> = confirmed.iter().map(|s| s.to_string()).collect();
     assert_eq!(charged, confirmed_owned, "charged = confirmed, each once");
-    assert!(oms_e2e::count(&js, PAYMENTS, "payments.processed.*").await >= confirmed.len() as u64);
+    assert!(stack.count(PAYMENTS, "payments.processed.*").await >= confirmed.len() as u64);
 
     // Stock: initial = available + reserved by confirmed orders, once every release is done.
-    let inventory = open(&procs, "inventory").await;
+    let inventory = open(&stack, "inventory").await;
     let initial: HashMap<&str, i64> = [
         ("item1", 1000),
         ("item2", 1000),

@@ -3,20 +3,18 @@
 //! order across statements, and a failing statement fails the script and, in a transaction,
 //! leaves nothing behind.
 
-use oms_e2e::{database_url, unique_tag};
+use oms_e2e::DataDir;
 use oms_store::{self as db, Script, Value};
 use sqlx::Row;
 
-async fn pool() -> (sqlx::AnyPool, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = db::connect(&database_url(dir.path(), &unique_tag(), "script"))
-        .await
-        .unwrap();
+async fn pool() -> (sqlx::AnyPool, DataDir) {
+    let data = DataDir::temporary();
+    let pool = db::connect(&data.database_url("script")).await.unwrap();
     sqlx::query("CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT NOT NULL, note TEXT)")
         .execute(&pool)
         .await
         .unwrap();
-    (pool, dir)
+    (pool, data)
 }
 
 fn kv_insert(script: &mut Script, rows: &[(&str, i64)]) -> db::Part {
@@ -29,7 +27,7 @@ fn kv_insert(script: &mut Script, rows: &[(&str, i64)]) -> db::Part {
 
 #[tokio::test]
 async fn statements_return_their_own_outcomes_in_order() {
-    let (pool, _dir) = pool().await;
+    let (pool, _data) = pool().await;
     let mut conn = pool.acquire().await.unwrap();
 
     let mut script = Script::new(&conn);
@@ -75,7 +73,7 @@ async fn statements_return_their_own_outcomes_in_order() {
 
 #[tokio::test]
 async fn batches_longer_than_a_statement_take_several_and_read_as_one_part() {
-    let (pool, _dir) = pool().await;
+    let (pool, _data) = pool().await;
     let mut conn = pool.acquire().await.unwrap();
     let keys: Vec<String> = (0..db::MAX_ROWS + 7).map(|i| format!("k{i:04}")).collect();
 
@@ -98,7 +96,7 @@ async fn batches_longer_than_a_statement_take_several_and_read_as_one_part() {
 
 #[tokio::test]
 async fn a_failing_statement_fails_the_script_and_its_transaction_keeps_nothing() {
-    let (pool, _dir) = pool().await;
+    let (pool, _data) = pool().await;
     let mut tx = db::begin_write(&pool).await.unwrap();
     let mut script = Script::new(&tx);
     kv_insert(&mut script, &[("a", 1)]);

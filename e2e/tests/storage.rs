@@ -2,15 +2,15 @@
 //! (discard new). A full ORDERS stream makes `POST /orders` a clean 503: nothing accepted,
 //! nothing already stored dropped.
 
-use oms_e2e::{ORDERS, Stack, original_body};
+use oms_e2e::{Mode, ORDERS, Stack, original_body};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_order_stream_refuses_new_orders_and_keeps_the_old_ones() {
     // Room for a handful of orders (an OrderPlaced is about 400 bytes with its headers).
-    let stack = Stack::start_configured(&oms_e2e::SERVICES, |config| {
-        config.streams.max_bytes = 4 * 1024;
-    })
-    .await;
+    let stack = Stack::builder(Mode::InProcess)
+        .configure(|config| config.streams.max_bytes = 4 * 1024)
+        .start()
+        .await;
     let mut accepted = Vec::new();
     let refused = loop {
         let (status, answer) = stack.place(&original_body()).await;

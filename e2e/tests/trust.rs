@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use oms_domain::{Envelope, Event};
-use oms_e2e::{DEADLINE, ORDERS, PAYMENTS, Stack, items_body, original_body};
+use oms_e2e::{DEADLINE, Mode, ORDERS, PAYMENTS, Stack, items_body, original_body};
 use oms_testkit::{TestBroker, eventually};
 use oms_topology::identity::Identity;
 use serde_json::json;
@@ -29,7 +29,7 @@ async fn impatient(stack: &Stack, identity: Identity) -> jetstream::Context {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nobody_is_anonymous() {
-    let stack = Stack::start_with(&[]).await;
+    let stack = Stack::builder(Mode::InProcess).services(&[]).start().await;
     let refused = async_nats::ConnectOptions::new()
         .connect(stack.nats.url())
         .await
@@ -244,7 +244,7 @@ async fn the_observer_reads_everything_and_changes_nothing() {
         ["orders.placed.*"],
         "unchanged"
     );
-    let charges = oms_e2e::charged(&stack.jetstream().await).await;
+    let charges = stack.charged().await;
     assert!(charges.contains(&id), "the ledger still holds the charge");
     let mut orders = owner.get_stream(ORDERS).await.expect("ORDERS still there");
     assert!(orders.info().await.unwrap().state.messages >= 2);
