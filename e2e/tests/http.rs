@@ -163,6 +163,9 @@ async fn customers_products_and_health_are_readable() {
         ada,
         json!({"customerId": "OMS-Cust-001", "name": "Ada Lovelace", "status": "ACTIVE", "creditLimit": 10000.0})
     );
+    // Money's exact text: two decimals, never through a float (`10000.0`).
+    let (_, text) = stack.get("/customers/OMS-Cust-001").await;
+    assert!(text.contains(r#""creditLimit":10000.00"#), "{text}");
     let grace = stack.get_json("/customers/OMS-Cust-003").await;
     assert_eq!(grace["status"], "BLOCKED");
     let item4 = stack.get_json("/products/item4").await;
