@@ -6,6 +6,10 @@
 # them (data/nats-server.conf, which includes nats.conf), and oms-provision creates the topology
 # before the services start.
 #
+# It is a launcher for one machine, not a supervisor: it restarts nothing, and when any process
+# ends on its own it stops the others and fails. Restarting is left to what deploys the system
+# (compose's restart policy, systemd); inside a service, oms-host restarts a consumer that dies.
+#
 #   ./scripts/run.sh [--no-build] [--no-logs]
 #
 #   --no-build   use the binaries already in target/release
@@ -335,7 +339,7 @@ cat <<EOF
 EOF
 
 # ---------------------------------------------------------------------------------------------
-# Supervise: if any process ends on its own, stop the rest and fail.
+# Watch: if any process ends on its own, stop the rest and fail.
 
 watched=()
 for name in "${STARTED[@]}"; do watched+=("${PID[$name]}"); done
