@@ -4,10 +4,7 @@
 //! Everything after `orders.placed` carries the order snapshot, so each consumer can act on an
 //! event alone, whatever order the streams deliver them in.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
-use serde::ser::SerializeStruct;
+use serde::de::{self, DeserializeSeed};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -92,14 +89,13 @@ pub struct PaymentProcessed {
     pub charge_id: String,
 }
 
-/// The event itself: `type` names the variant, `data` holds its payload. Read by hand, like
-/// [`Envelope`]: serde's derive buffers `data` when it comes before `type`, and money cannot be
-/// read exactly from that buffer.
+/// The event itself: `type` names the variant, `data` holds its payload (read through
+/// [`Payload`], like an [`Envelope`]'s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, strum::EnumDiscriminants)]
 #[serde(tag = "type", content = "data")]
 #[strum_discriminants(
     name(EventKind),
-    derive(Hash, strum::EnumIter, strum::IntoStaticStr, Deserialize),
+    derive(Hash, strum::EnumIter, strum::IntoStaticStr, Serialize, Deserialize),
     doc = "The kind of an [`Event`], without its payload; its name is the `type` field."
 )]
 pub enum Event {
@@ -178,12 +174,8 @@ impl EventKind {
     }
 }
 
-/// What goes on the wire: `{eventId, version, orderId, occurredAt, type, data}`, in that order.
-///
-/// Written and read by hand rather than with `#[serde(flatten)]` over [`Event`]: flatten buffers
-/// the whole envelope in serde's private form, where numbers are already `f64`, so money could
-/// not be read exactly, and the buffering made every decode slower. Readers accept the fields in
-/// any order and ignore fields they do not know.
+/// What goes on the wire: `{eventId, version, orderId, occurredAt, type, data}`, in that order
+/// (see `Wire`). Readers accept the fields in any order and ignore fields they do not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub event_id: EventId,
@@ -192,10 +184,6 @@ pub struct Envelope {
     pub occurred_at: OffsetDateTime,
     pub event: Event,
 }
-
-/// A timestamp as the envelope writes it: RFC 3339.
-#[derive(Serialize, Deserialize)]
-struct Rfc3339(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
 
 /// The payload of an event alone: what `data` holds.
 struct Data<'a>(&'a Event);
@@ -217,21 +205,77 @@ impl Serialize for Data<'_> {
     }
 }
 
+/// The envelope as it travels, fields in this order; `data` is what [`Data`] writes, and is
+/// read as raw JSON text, then as the payload `type` names ([`Payload`]). Read in any field
+/// order; unknown fields are skipped.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<D> {
+    event_id: EventId,
+    version: u32,
+    order_id: OrderId,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: OffsetDateTime,
+    #[serde(rename = "type")]
+    kind: EventKind,
+    data: D,
+}
+
 impl Serialize for Envelope {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Envelope", 6)?;
-        s.serialize_field("eventId", &self.event_id)?;
-        s.serialize_field("version", &self.version)?;
-        s.serialize_field("orderId", &self.order_id)?;
-        s.serialize_field("occurredAt", &Rfc3339(self.occurred_at))?;
-        s.serialize_field("type", self.event.type_name())?;
-        s.serialize_field("data", &Data(&self.event))?;
-        s.end()
+        Wire {
+            event_id: self.event_id,
+            version: self.version,
+            order_id: self.order_id,
+            occurred_at: self.occurred_at,
+            kind: self.event.kind(),
+            data: Data(&self.event),
+        }
+        .serialize(serializer)
     }
 }
 
-/// Reads the payload of one kind of event: `data` once `type` is known.
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = Wire::<Box<RawValue>>::deserialize(deserializer)?;
+        Ok(Envelope {
+            event_id: wire.event_id,
+            version: wire.version,
+            order_id: wire.order_id,
+            occurred_at: wire.occurred_at,
+            event: Payload(wire.kind).read(&wire.data)?,
+        })
+    }
+}
+
+/// An event alone: `{type, data}`, read like an envelope's.
+#[derive(Deserialize)]
+struct Tagged {
+    #[serde(rename = "type")]
+    kind: EventKind,
+    data: Box<RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let tagged = Tagged::deserialize(deserializer)?;
+        Payload(tagged.kind).read(&tagged.data)
+    }
+}
+
+/// Reads the payload of one kind of event.
+///
+/// Not serde's `flatten` or adjacently tagged enums: when `data` comes before `type` they
+/// buffer it in serde's private form, where numbers are already `f64`, so money could not be
+/// read from its exact text; the raw text keeps it exact in any field order.
 struct Payload(EventKind);
+
+impl Payload {
+    fn read<E: de::Error>(self, data: &RawValue) -> Result<Event, E> {
+        self.deserialize(data)
+            .map_err(|e| E::custom(format_args!("data: {e}")))
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for Payload {
     type Value = Event;
@@ -249,158 +293,6 @@ impl<'de> DeserializeSeed<'de> for Payload {
             EventKind::PaymentProcessed => Event::PaymentProcessed(Deserialize::deserialize(d)?),
             EventKind::PaymentFailed => Event::PaymentFailed(Deserialize::deserialize(d)?),
         })
-    }
-}
-
-/// `type` and `data` as a map hands them over, in either order. We write `type` first, so
-/// `data` is read straight from the input; a `data` that comes first is kept as raw JSON text
-/// (still exact) and read once `type` is known.
-#[derive(Default)]
-struct TypeAndData {
-    kind: Option<EventKind>,
-    event: Option<Event>,
-    early: Option<Box<RawValue>>,
-}
-
-impl TypeAndData {
-    fn next_type<'de, A: MapAccess<'de>>(&mut self, map: &mut A) -> Result<(), A::Error> {
-        if self.kind.is_some() {
-            return Err(de::Error::duplicate_field("type"));
-        }
-        self.kind = Some(map.next_value()?);
-        Ok(())
-    }
-
-    fn next_data<'de, A: MapAccess<'de>>(&mut self, map: &mut A) -> Result<(), A::Error> {
-        if self.event.is_some() || self.early.is_some() {
-            return Err(de::Error::duplicate_field("data"));
-        }
-        match self.kind {
-            Some(kind) => self.event = Some(map.next_value_seed(Payload(kind))?),
-            None => self.early = Some(map.next_value()?),
-        }
-        Ok(())
-    }
-
-    fn finish<E: de::Error>(self) -> Result<Event, E> {
-        if let Some(event) = self.event {
-            return Ok(event);
-        }
-        let kind = self.kind.ok_or_else(|| E::missing_field("type"))?;
-        let early = self.early.ok_or_else(|| E::missing_field("data"))?;
-        Payload(kind)
-            .deserialize(&*early)
-            .map_err(|e| E::custom(format_args!("data: {e}")))
-    }
-}
-
-/// The envelope's fields; any other name is skipped.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-enum Field {
-    EventId,
-    Version,
-    OrderId,
-    OccurredAt,
-    Type,
-    Data,
-    #[serde(other)]
-    Other,
-}
-
-/// Reads one field, refusing a second one of the same name.
-fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
-    slot: &mut Option<T>,
-    name: &'static str,
-    map: &mut A,
-) -> Result<(), A::Error> {
-    if slot.is_some() {
-        return Err(de::Error::duplicate_field(name));
-    }
-    *slot = Some(map.next_value()?);
-    Ok(())
-}
-
-impl<'de> Deserialize<'de> for Envelope {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EnvelopeVisitor;
-
-        impl<'de> Visitor<'de> for EnvelopeVisitor {
-            type Value = Envelope;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an event envelope")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
-                let (mut event_id, mut version, mut order_id) = (None, None, None);
-                let mut occurred_at: Option<Rfc3339> = None;
-                let mut event = TypeAndData::default();
-                while let Some(field) = map.next_key()? {
-                    match field {
-                        Field::EventId => once(&mut event_id, "eventId", &mut map)?,
-                        Field::Version => once(&mut version, "version", &mut map)?,
-                        Field::OrderId => once(&mut order_id, "orderId", &mut map)?,
-                        Field::OccurredAt => once(&mut occurred_at, "occurredAt", &mut map)?,
-                        Field::Type => event.next_type(&mut map)?,
-                        Field::Data => event.next_data(&mut map)?,
-                        Field::Other => {
-                            map.next_value::<de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(Envelope {
-                    event_id: event_id.ok_or_else(|| de::Error::missing_field("eventId"))?,
-                    version: version.ok_or_else(|| de::Error::missing_field("version"))?,
-                    order_id: order_id.ok_or_else(|| de::Error::missing_field("orderId"))?,
-                    occurred_at: occurred_at
-                        .ok_or_else(|| de::Error::missing_field("occurredAt"))?
-                        .0,
-                    event: event.finish()?,
-                })
-            }
-        }
-
-        const FIELDS: &[&str] = &[
-            "eventId",
-            "version",
-            "orderId",
-            "occurredAt",
-            "type",
-            "data",
-        ];
-        deserializer.deserialize_struct("Envelope", FIELDS, EnvelopeVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Event {
-    /// `{type, data}` in either order, as in an envelope.
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EventVisitor;
-
-        impl<'de> Visitor<'de> for EventVisitor {
-            type Value = Event;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an event: {type, data}")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
-                let mut event = TypeAndData::default();
-                while let Some(field) = map.next_key()? {
-                    match field {
-                        Field::Type => event.next_type(&mut map)?,
-                        Field::Data => event.next_data(&mut map)?,
-                        _ => {
-                            map.next_value::<de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                event.finish()
-            }
-        }
-
-        deserializer.deserialize_struct("Event", &["type", "data"], EventVisitor)
     }
 }
 
