@@ -132,15 +132,21 @@ impl<S: Step> Pipeline<S> {
                 caused => break caused?,
             }
         };
-        let envelopes: Vec<Option<Envelope>> = batch
+        if caused.len() != batch.len() {
+            // A bug in the step; nothing may be acked without its outcome.
+            return Err(HandleError::transient(anyhow::anyhow!(
+                "the step answered {} of {} events",
+                caused.len(),
+                batch.len()
+            )));
+        }
+        let (slots, events): (Vec<usize>, Vec<Envelope>) = batch
             .iter()
             .zip(caused)
-            .map(|(incoming, event)| event.map(|e| Envelope::new(incoming.order_id, e)))
-            .collect();
-        let (slots, events): (Vec<usize>, Vec<Envelope>) = envelopes
-            .into_iter()
             .enumerate()
-            .filter_map(|(i, e)| e.map(|e| (i, e)))
+            .filter_map(|(i, (incoming, event))| {
+                Some((i, Envelope::new(incoming.order_id, event?)))
+            })
             .unzip();
         let mut results: Vec<Result<(), HandleError>> = batch.iter().map(|_| Ok(())).collect();
         let mut announced = Vec::with_capacity(events.len());
@@ -158,6 +164,28 @@ impl<S: Step> Pipeline<S> {
             self.step.announced(&announced).await?;
         }
         Ok(results)
+    }
+
+    /// Runs the whole batch; if it fails as a whole (its transaction, say), runs each event
+    /// alone, so that one bad event cannot hold back the others.
+    async fn whole_or_each(&self, batch: &[Incoming<S::Input>]) -> Vec<Result<(), HandleError>> {
+        let e = match self.run(batch).await {
+            Ok(results) => return results,
+            Err(e) => e,
+        };
+        if batch.len() == 1 {
+            return vec![Err(e)];
+        }
+        warn!(error = %e, events = batch.len(), "batch failed, taking its events one by one");
+        let mut results = Vec::with_capacity(batch.len());
+        for one in batch {
+            results.extend(self.run_alone(std::slice::from_ref(one)).await);
+        }
+        results
+    }
+
+    async fn run_alone(&self, one: &[Incoming<S::Input>]) -> Vec<Result<(), HandleError>> {
+        self.run(one).await.unwrap_or_else(|e| vec![Err(e)])
     }
 }
 
@@ -206,29 +234,5 @@ impl<S: Step> Handler for Pipeline<S> {
             results[slot] = outcome;
         }
         results
-    }
-}
-
-impl<S: Step> Pipeline<S> {
-    /// Runs the whole batch; if it fails as a whole (its transaction, say), runs each event
-    /// alone, so that one bad event cannot hold back the others.
-    async fn whole_or_each(&self, batch: &[Incoming<S::Input>]) -> Vec<Result<(), HandleError>> {
-        let e = match self.run(batch).await {
-            Ok(results) => return results,
-            Err(e) => e,
-        };
-        if batch.len() == 1 {
-            return vec![Err(e)];
-        }
-        warn!(error = %e, events = batch.len(), "batch failed, taking its events one by one");
-        let mut results = Vec::with_capacity(batch.len());
-        for one in batch {
-            results.extend(self.run_alone(std::slice::from_ref(one)).await);
-        }
-        results
-    }
-
-    async fn run_alone(&self, one: &[Incoming<S::Input>]) -> Vec<Result<(), HandleError>> {
-        self.run(one).await.unwrap_or_else(|e| vec![Err(e)])
     }
 }
