@@ -97,13 +97,13 @@ struct Payments {
 }
 
 /// Where the join entry was: its revision (`None`: no entry), and whether that is a guess.
-pub struct At {
+struct At {
     revision: Option<u64>,
     guessed: bool,
 }
 
 /// The join as loaded, and as it is once the verdict is in.
-pub struct Plan {
+struct Plan {
     loaded: Join,
     next: Join,
     decision: Decision,
