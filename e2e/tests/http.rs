@@ -171,6 +171,11 @@ async fn customers_products_and_health_are_readable() {
     let item4 = stack.get_json("/products/item4").await;
     assert_eq!(item4["productId"], "item4");
     assert_eq!(item4["available"], 5);
+    // Inventory owns the prices (DESIGN's demo prices), exact on the wire.
+    let (_, text) = stack.get("/products/item4").await;
+    assert!(text.contains(r#""price":25.00"#), "{text}");
+    let (_, text) = stack.get("/products/item1").await;
+    assert!(text.contains(r#""price":1299.99"#), "{text}");
     assert!(item4["name"].is_string());
     assert_eq!(stack.get("/healthz").await.0, 200);
     assert_eq!(stack.get("/readyz").await.0, 200);

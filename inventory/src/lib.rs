@@ -190,6 +190,7 @@ async fn get_product(pool: &AnyPool, product_id: &ProductId) -> Result<ProductVi
     Ok(ProductView {
         product_id: product.product_id,
         name: product.name,
+        price: product.price,
         available: product.available,
     })
 }

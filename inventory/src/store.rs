@@ -3,7 +3,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use oms_domain::{OrderId, ProductId, Reason};
+use oms_domain::{Money, OrderId, ProductId, Reason};
 use oms_store::{MAX_ROWS, Part, Script, StatementResult, Value, id};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -17,6 +17,7 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Product {
     pub product_id: ProductId,
     pub name: String,
+    pub price: Money,
     pub available: i64,
 }
 
@@ -188,14 +189,17 @@ pub async fn product(
     pool: &AnyPool,
     product_id: &ProductId,
 ) -> Result<Option<Product>, sqlx::Error> {
-    let row = sqlx::query("SELECT product_id, name, available FROM products WHERE product_id = $1")
-        .bind(product_id.as_str())
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT product_id, name, price_cents, available FROM products WHERE product_id = $1",
+    )
+    .bind(product_id.as_str())
+    .fetch_optional(pool)
+    .await?;
     row.map(|r| {
         Ok(Product {
             product_id: id(&r, "product_id")?,
             name: r.try_get("name")?,
+            price: Money::from_cents(r.try_get("price_cents")?),
             available: r.try_get("available")?,
         })
     })

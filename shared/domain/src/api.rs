@@ -99,6 +99,8 @@ pub struct GetProduct {
 pub struct ProductView {
     pub product_id: ProductId,
     pub name: String,
+    /// What one costs, as inventory prices it.
+    pub price: Money,
     pub available: i64,
 }
 
