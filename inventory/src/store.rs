@@ -119,11 +119,11 @@ pub fn adjust(script: &mut Script, delta: &BTreeMap<ProductId, i64>) -> Part {
         );
         let pairs = chunk
             .iter()
-            .flat_map(|(product, change)| [product.as_str().into(), (**change).into()]);
+            .flat_map(|(product, change)| [(*product).into(), (**change).into()]);
         let values: Vec<Value> = pairs
             .clone()
             .chain(pairs)
-            .chain(chunk.iter().map(|(product, _)| product.as_str().into()))
+            .chain(chunk.iter().map(|(product, _)| (*product).into()))
             .collect();
         script.push(sql, values);
     }
@@ -158,11 +158,7 @@ pub fn insert(script: &mut Script, new: &[(OrderId, Held)], now: i64) {
         "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {rows}",
         &items,
         |(order_id, product, quantity)| {
-            [
-                (**order_id).into(),
-                product.as_str().into(),
-                (*quantity).into(),
-            ]
+            [(**order_id).into(), (*product).into(), (*quantity).into()]
         },
     );
 }

@@ -57,7 +57,7 @@ pub fn create(script: &mut Script, orders: &[(OrderId, OrderSnapshot, EventId)])
             let at = to_micros(order.placed_at);
             [
                 (*order_id).into(),
-                order.customer_id.as_str().into(),
+                (&order.customer_id).into(),
                 order.total_amount.cents().into(),
                 pending.into(),
                 at.into(),
@@ -83,7 +83,7 @@ pub fn create(script: &mut Script, orders: &[(OrderId, OrderSnapshot, EventId)])
             [
                 (**order_id).into(),
                 (*line as i64).into(),
-                item.product_id.as_str().into(),
+                (&item.product_id).into(),
                 i64::from(item.quantity).into(),
             ]
         },

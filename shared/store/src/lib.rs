@@ -268,12 +268,6 @@ impl From<Option<&str>> for Value {
     }
 }
 
-impl From<uuid::Uuid> for Value {
-    fn from(v: uuid::Uuid) -> Self {
-        Value::Text(Some(v.to_string()))
-    }
-}
-
 /// Ids are stored in their text form.
 macro_rules! id_values {
     ($($id:ty),*) => {$(
