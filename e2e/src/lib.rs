@@ -668,13 +668,18 @@ pub fn original_body() -> Value {
     json!({"customerId": "OMS-Cust-001", "totalAmount": 2599.99, "productIds": ["item1", "item2"]})
 }
 
-/// A body in the `items` form.
+/// A body in the `items` form; `amount` null leaves `totalAmount` out (inventory prices the
+/// order), else the amount must be what the items cost (see DESIGN's demo prices).
 pub fn items_body(customer: &str, amount: Value, items: &[(&str, u32)]) -> Value {
     let items: Vec<Value> = items
         .iter()
         .map(|(p, q)| json!({"productId": p, "quantity": q}))
         .collect();
-    json!({"customerId": customer, "totalAmount": amount, "items": items})
+    let mut body = json!({"customerId": customer, "items": items});
+    if !amount.is_null() {
+        body["totalAmount"] = amount;
+    }
+    body
 }
 
 /// POSTs `body` with `key` until it is accepted (the edge or NATS may be down for a while);

@@ -28,7 +28,7 @@ fn order(quantity: u32, cents: i64) -> OrderSnapshot {
             product_id: "item4".into(),
             quantity,
         }],
-        total_amount: Money::from_cents(cents),
+        total_amount: Some(Money::from_cents(cents)),
         placed_at: time::OffsetDateTime::now_utc(),
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use oms_e2e::load::{Load, all_final};
 use oms_e2e::testing::eventually;
 use oms_e2e::{Mode, ORDERS, Stack, items_body};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::Row;
 
 const ORDERS_PLACED: usize = 2_000;
@@ -18,12 +18,13 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn order(i: usize) -> Value {
     match i % 10 {
-        8 => items_body("OMS-Cust-003", json!(20), &[("item2", 1)]),
-        9 => items_body("OMS-Cust-002", json!(150), &[("item3", 1)]),
+        8 => items_body("OMS-Cust-003", Value::Null, &[("item2", 1)]),
+        // 11 × 10.00 is above Alan's 100.00.
+        9 => items_body("OMS-Cust-002", Value::Null, &[("item3", 11)]),
         // 1,600 confirmed orders, 800 each of item1 and item2 (1,000 in stock each).
         n => items_body(
             "OMS-Cust-001",
-            json!(12.34),
+            Value::Null,
             &[(["item1", "item2"][n % 2], 1)],
         ),
     }

@@ -1,7 +1,7 @@
 //! The order flow end to end: a real nats-server, the five services, HTTP in and out.
 
 use oms_e2e::{CUSTOMERS, INVENTORY, Mode, ORDERS, PAYMENTS, Stack, items_body, original_body};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_original_order_is_confirmed_with_its_exact_amount() {
@@ -27,13 +27,16 @@ async fn the_original_order_is_confirmed_with_its_exact_amount() {
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     assert!(order.get("reason").is_none());
     assert_eq!(order["customerId"], "OMS-Cust-001");
+    // Priced by inventory at the demo prices, which add up to what the client said.
     assert_eq!(
         order["items"],
-        json!([{"productId": "item1", "quantity": 1}, {"productId": "item2", "quantity": 1}])
+        json!([{"productId": "item1", "quantity": 1, "unitPrice": 1299.99, "lineTotal": 1299.99},
+               {"productId": "item2", "quantity": 1, "unitPrice": 1300.00, "lineTotal": 1300.00}])
     );
     // The exact decimal text, not 2599.9899999.
     let (_, text) = stack.get(&location).await;
     assert!(text.contains(r#""totalAmount":2599.99,"#), "{text}");
+    assert!(text.contains(r#""unitPrice":1300.00,"#), "{text}");
     assert!(order["createdAt"].as_str().unwrap().ends_with('Z'));
 
     assert_eq!(stack.available("item1").await, 999);
@@ -62,7 +65,7 @@ async fn the_original_order_is_confirmed_with_its_exact_amount() {
         let (event, headers) = stack.event(stream, &subject).await;
         assert_eq!(event["type"], kind);
         assert_eq!(event["orderId"], id);
-        assert_eq!(event["version"], 1);
+        assert_eq!(event["version"], 2);
         let headers = headers;
         assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), subject);
         assert_eq!(headers.get("Oms-Event-Type").unwrap().as_str(), kind);
@@ -78,31 +81,78 @@ async fn the_original_order_is_confirmed_with_its_exact_amount() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_without_an_amount_is_priced_by_inventory_and_charged_that() {
+    let stack = Stack::start().await;
+    let body = json!({"customerId": "OMS-Cust-001", "items": [
+        {"productId": "item4", "quantity": 3}, {"productId": "item3", "quantity": 2}]});
+    let id = stack.place_ok(&body).await;
+    // Before it is priced the order has no total (the client gave none).
+    let (placed, _) = stack.event(ORDERS, &format!("orders.placed.{id}")).await;
+    assert_eq!(placed["data"]["totalAmount"], Value::Null);
+
+    let order = stack.terminal(&id).await;
+    assert_eq!(order["status"], "CONFIRMED", "{order}");
+    let (_, text) = stack.get(&format!("/orders/{id}")).await;
+    assert!(
+        text.contains(r#""totalAmount":95.00"#),
+        "exact text: {text}"
+    );
+    assert_eq!(
+        order["items"],
+        json!([{"productId": "item4", "quantity": 3, "unitPrice": 25.00, "lineTotal": 75.00},
+               {"productId": "item3", "quantity": 2, "unitPrice": 10.00, "lineTotal": 20.00}])
+    );
+    let (reserved, _) = stack
+        .event(INVENTORY, &format!("inventory.reserved.{id}"))
+        .await;
+    assert_eq!(reserved["data"]["totalAmount"], json!(95.0));
+    assert_eq!(reserved["data"]["items"], order["items"]);
+    let (paid, _) = stack
+        .event(PAYMENTS, &format!("payments.processed.{id}"))
+        .await;
+    assert_eq!(paid["data"]["amount"], json!(95.0));
+    let js = stack.jetstream().await;
+    let ledger = js.get_key_value("payment-ledger").await.unwrap();
+    let charge = ledger.get(&id).await.unwrap().unwrap();
+    let charge = String::from_utf8_lossy(&charge);
+    assert!(
+        charge.contains(r#""amount":95.00"#),
+        "charged the priced total: {charge}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_rejection_reason_end_to_end() {
     let stack = Stack::start().await;
     let cases = [
         (
-            items_body("OMS-Cust-404", json!(10), &[("item1", 1)]),
+            items_body("OMS-Cust-404", Value::Null, &[("item1", 1)]),
             "CUSTOMER_UNKNOWN",
         ),
         (
-            items_body("OMS-Cust-003", json!(10), &[("item1", 1)]),
+            items_body("OMS-Cust-003", Value::Null, &[("item1", 1)]),
             "CUSTOMER_BLOCKED",
         ),
         (
             items_body(
                 "OMS-Cust-001",
-                json!(10),
+                Value::Null,
                 &[("item1", 1), ("no-such-item", 1)],
             ),
             "UNKNOWN_PRODUCT",
         ),
         (
-            items_body("OMS-Cust-001", json!(10), &[("item5", 1)]),
+            items_body("OMS-Cust-001", Value::Null, &[("item5", 1)]),
             "OUT_OF_STOCK",
         ),
         (
-            items_body("OMS-Cust-002", json!(100.01), &[("item1", 1)]),
+            // item1 costs 1299.99.
+            items_body("OMS-Cust-001", json!(1299.98), &[("item1", 1)]),
+            "PRICE_MISMATCH",
+        ),
+        (
+            // Priced at 1299.99, above Alan's 100.00.
+            items_body("OMS-Cust-002", Value::Null, &[("item1", 1)]),
             "PAYMENT_DECLINED",
         ),
     ];
@@ -117,14 +167,15 @@ async fn every_rejection_reason_end_to_end() {
         let (event, _) = stack.event(ORDERS, &format!("orders.rejected.{id}")).await;
         assert_eq!(event["data"]["reason"], reason);
     }
-    // At the limit is fine: 100.00 for a 100.00 credit limit.
+    // At the limit is fine: ten of item3 at 10.00 for a 100.00 credit limit.
     let id = stack
-        .place_ok(&items_body("OMS-Cust-002", json!(100.00), &[("item3", 1)]))
+        .place_ok(&items_body("OMS-Cust-002", json!(100.00), &[("item3", 10)]))
         .await;
     assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
-    // Blocked customer and declined payment had reserved item1: both were given back.
+    // Blocked customer and declined payment had reserved item1: both were given back; the
+    // mismatched price took nothing.
     stack.expect_available("item1", 1000).await;
-    assert_eq!(stack.available("item3").await, 999);
+    assert_eq!(stack.available("item3").await, 990);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -133,7 +184,7 @@ async fn out_of_stock_takes_nothing_from_any_product() {
     let id = stack
         .place_ok(&items_body(
             "OMS-Cust-001",
-            json!(50),
+            Value::Null,
             &[("item1", 3), ("item2", 2), ("item4", 6)],
         ))
         .await;
@@ -145,14 +196,14 @@ async fn out_of_stock_takes_nothing_from_any_product() {
     }
     // A repeated product id adds up: 3 + 3 of item4 is more than its 5.
     let id = stack
-        .place_ok(&json!({"customerId": "OMS-Cust-001", "totalAmount": 5,
+        .place_ok(&json!({"customerId": "OMS-Cust-001",
             "items": [{"productId": "item4", "quantity": 3}, {"productId": "item4", "quantity": 3}]}))
         .await;
     assert_eq!(stack.terminal(&id).await["reason"], "OUT_OF_STOCK");
     assert_eq!(stack.available("item4").await, 5);
-    // Exactly the stock is fine, and leaves zero.
+    // Exactly the stock is fine, and leaves zero: 5 of item4 at 25.00.
     let id = stack
-        .place_ok(&items_body("OMS-Cust-001", json!(5), &[("item4", 5)]))
+        .place_ok(&items_body("OMS-Cust-001", json!(125), &[("item4", 5)]))
         .await;
     assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
     assert_eq!(stack.available("item4").await, 0);
@@ -162,7 +213,8 @@ async fn out_of_stock_takes_nothing_from_any_product() {
 async fn a_declined_payment_gives_the_stock_back_and_charges_nothing() {
     let stack = Stack::start().await;
     let id = stack
-        .place_ok(&items_body("OMS-Cust-002", json!(250), &[("item4", 2)]))
+        // 5 of item4 at 25.00 is 125.00, above Alan's 100.00.
+        .place_ok(&items_body("OMS-Cust-002", json!(125), &[("item4", 5)]))
         .await;
     let order = stack.terminal(&id).await;
     assert_eq!(order["status"], "REJECTED");
@@ -267,7 +319,7 @@ async fn a_rejection_that_overtakes_the_order_reserves_nothing() {
             product_id: "item4".into(),
             quantity: 2,
         }],
-        total_amount: Money::from_cents(1_000),
+        total_amount: Some(Money::from_cents(1_000)),
         placed_at: time::OffsetDateTime::now_utc(),
     };
     let rejected = Envelope::new(

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 async fn a_hundred_racing_orders_for_five_items_confirm_exactly_five() {
     let stack = Stack::builder(Mode::Processes).start().await;
     let edge = stack.edge();
-    let body = items_body("OMS-Cust-001", json!(10), &[("item4", 1)]);
+    let body = items_body("OMS-Cust-001", json!(25), &[("item4", 1)]);
     let ids: Vec<String> = futures::stream::iter(0..100)
         .map(|i| {
             let (http, edge, body) = (stack.http.clone(), edge.clone(), body.clone());
@@ -75,7 +75,7 @@ async fn the_same_event_twice_has_one_effect() {
     use oms_domain::Envelope;
     let stack = Stack::start().await;
     let id = stack
-        .place_ok(&items_body("OMS-Cust-001", json!(42), &[("item4", 2)]))
+        .place_ok(&items_body("OMS-Cust-001", json!(50), &[("item4", 2)]))
         .await;
     assert_eq!(stack.terminal(&id).await["status"], "CONFIRMED");
     use oms_topology::identity::Identity;

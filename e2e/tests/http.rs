@@ -189,7 +189,7 @@ async fn orders_are_listed_newest_first_in_pages() {
         ada.push(stack.place_ok(&original_body()).await);
     }
     let alan = stack
-        .place_ok(&items_body("OMS-Cust-002", json!(500), &[("item3", 1)]))
+        .place_ok(&items_body("OMS-Cust-002", Value::Null, &[("item3", 11)]))
         .await;
     for id in ada.iter().chain([&alan]) {
         stack.terminal(id).await;

@@ -20,10 +20,11 @@ async fn open(stack: &Stack, service: &str) -> AnyPool {
 /// The order mix: confirmed, declined, blocked, and a product that runs out.
 fn mixed_order(i: usize) -> Value {
     match i % 10 {
-        7 => items_body("OMS-Cust-002", json!(150), &[("item3", 1)]),
-        8 => items_body("OMS-Cust-003", json!(20), &[("item2", 1)]),
-        9 => items_body("OMS-Cust-001", json!(30), &[("item4", 1)]),
-        _ => items_body("OMS-Cust-001", json!(10.5), &[("item1", 1), ("item2", 1)]),
+        // 11 × 10.00 is above Alan's 100.00.
+        7 => items_body("OMS-Cust-002", Value::Null, &[("item3", 11)]),
+        8 => items_body("OMS-Cust-003", Value::Null, &[("item2", 1)]),
+        9 => items_body("OMS-Cust-001", json!(25), &[("item4", 1)]),
+        _ => items_body("OMS-Cust-001", Value::Null, &[("item1", 1), ("item2", 1)]),
     }
 }
 

@@ -39,7 +39,7 @@ impl Claim {
     }
 }
 
-/// "The same body" means the same parsed order: customer, amount and items. Ids cannot hold
+/// "The same body" means the same parsed order: customer, amount (or none) and items. Ids cannot hold
 /// `|`, `:` or `,`, so the text is unambiguous.
 pub fn fingerprint(order: &PlaceOrder) -> String {
     let items: Vec<String> = order
@@ -47,12 +47,11 @@ pub fn fingerprint(order: &PlaceOrder) -> String {
         .iter()
         .map(|i| format!("{}:{}", i.product_id, i.quantity))
         .collect();
-    format!(
-        "{}|{}|{}",
-        order.customer_id,
-        order.total_amount.cents(),
-        items.join(",")
-    )
+    // No amount is `-`, which no amount's cents are.
+    let amount = order
+        .total_amount
+        .map_or_else(|| "-".to_string(), |a| a.cents().to_string());
+    format!("{}|{amount}|{}", order.customer_id, items.join(","))
 }
 
 /// 1–255 visible ASCII characters.
@@ -132,7 +131,7 @@ mod tests {
     fn order(quantity: u32) -> PlaceOrder {
         PlaceOrder {
             customer_id: "OMS-Cust-001".into(),
-            total_amount: Money::from_cents(259_999),
+            total_amount: Some(Money::from_cents(259_999)),
             items: vec![Item {
                 product_id: "item1".into(),
                 quantity,
@@ -145,6 +144,11 @@ mod tests {
         assert_eq!(fingerprint(&order(1)), fingerprint(&order(1)));
         assert_ne!(fingerprint(&order(1)), fingerprint(&order(2)));
         assert_eq!(fingerprint(&order(1)), "OMS-Cust-001|259999|item1:1");
+        let unpriced = PlaceOrder {
+            total_amount: None,
+            ..order(1)
+        };
+        assert_eq!(fingerprint(&unpriced), "OMS-Cust-001|-|item1:1");
     }
 
     #[test]

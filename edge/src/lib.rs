@@ -416,7 +416,7 @@ async fn placed_order(
     Ok(Some(OrderView {
         order_id,
         customer_id: order.customer_id,
-        items: order.items,
+        items: order.items.into_iter().map(Into::into).collect(),
         total_amount: order.total_amount,
         status: OrderStatus::Pending,
         reason: None,

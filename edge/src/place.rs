@@ -1,8 +1,10 @@
 //! Reading and checking `POST /orders` bodies, as pure functions.
 //!
 //! Accepts the original system's body `{customerId, totalAmount, productIds}` and the richer
-//! `{customerId, totalAmount, items:[{productId, quantity}]}`. The amount is read from its exact
-//! JSON text, so `2599.99` is 259 999 cents and `2599.999` is refused, never rounded.
+//! `{customerId, totalAmount, items:[{productId, quantity}]}`. `totalAmount` is optional:
+//! inventory prices the order, and when the client gave an amount the order is rejected unless
+//! the prices add up to it. The amount is read from its exact JSON text, so `2599.99` is
+//! 259 999 cents and `2599.999` is refused, never rounded.
 
 use oms_domain::money::MoneyError;
 use oms_domain::{CustomerId, Item, Money};
@@ -21,7 +23,8 @@ pub const MAX_AMOUNT: Money = Money::from_cents(100_000_000);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaceOrder {
     pub customer_id: CustomerId,
-    pub total_amount: Money,
+    /// What the client expects to pay, if it said.
+    pub total_amount: Option<Money>,
     /// One line per product; repeated product ids are added up, first appearance first.
     pub items: Vec<Item>,
 }
@@ -52,7 +55,8 @@ struct RawItem<'a> {
 pub fn parse(body: &[u8]) -> Result<PlaceOrder, Problem> {
     let raw: RawBody = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => Problem::invalid(
-            "the body must be a JSON object with customerId, totalAmount and productIds or items",
+            "the body must be a JSON object with customerId and productIds or items (and, if \
+             you like, the totalAmount you expect)",
         ),
         _ => Problem::new(
             StatusCode::BAD_REQUEST,
@@ -61,7 +65,7 @@ pub fn parse(body: &[u8]) -> Result<PlaceOrder, Problem> {
         ),
     })?;
     let customer_id = id("customerId", required("customerId", raw.customer_id)?)?;
-    let total_amount = amount(required("totalAmount", raw.total_amount)?)?;
+    let total_amount = raw.total_amount.map(amount).transpose()?;
     let lines = match (raw.product_ids, raw.items) {
         (Some(_), Some(_)) => {
             return Err(Problem::invalid(
@@ -216,7 +220,7 @@ mod tests {
             r#"{"customerId":"OMS-Cust-001","totalAmount":2599.99,"productIds":["item1","item2"]}"#,
         );
         assert_eq!(order.customer_id, "OMS-Cust-001");
-        assert_eq!(order.total_amount, Money::from_cents(259_999));
+        assert_eq!(order.total_amount, Some(Money::from_cents(259_999)));
         assert_eq!(order.items.len(), 2);
         assert!(order.items.iter().all(|i| i.quantity == 1));
     }
@@ -260,15 +264,20 @@ mod tests {
             ("\"2599.99\"", "not a string"),
             ("1000000.01", "at most 1000000.00"),
             ("1e3", "plain decimal"),
-            ("null", "required"),
             ("true", "JSON number"),
         ] {
             let p = err(&body(amount));
             assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{amount}");
             assert!(p.detail.contains(needle), "{amount}: {}", p.detail);
         }
-        assert_eq!(ok(&body("1000000.00")).total_amount, MAX_AMOUNT);
-        assert_eq!(ok(&body("0.01")).total_amount, Money::from_cents(1));
+        assert_eq!(ok(&body("1000000.00")).total_amount, Some(MAX_AMOUNT));
+        assert_eq!(ok(&body("0.01")).total_amount, Some(Money::from_cents(1)));
+        for without in [
+            r#"{"customerId":"c","productIds":["p"]}"#,
+            r#"{"customerId":"c","totalAmount":null,"productIds":["p"]}"#,
+        ] {
+            assert_eq!(ok(without).total_amount, None, "{without}");
+        }
     }
 
     #[test]

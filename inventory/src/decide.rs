@@ -2,7 +2,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use oms_domain::{Item, OrderId, ProductId, Reason};
+use oms_domain::{Item, Money, OrderId, OrderSnapshot, PricedItem, ProductId, Reason};
+
+/// A product as the planner sees it: how many are available, and what one costs now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shelf {
+    pub available: i64,
+    pub price: Money,
+}
+
+/// The products involved in a batch, by id.
+pub type Stock = HashMap<ProductId, Shelf>;
+
+/// What a reservation took of one product, at the price it had then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub quantity: i64,
+    pub unit_price: Money,
+}
 
 /// Quantities per product; a product listed twice adds up. Sorted, so that every writer
 /// touches rows in the same order.
@@ -16,10 +33,7 @@ pub fn totals(items: &[Item]) -> BTreeMap<ProductId, i64> {
 
 /// All or nothing: every product must exist and have enough stock, else nothing is taken.
 /// `stock` holds what is available per product that exists.
-pub fn reserve(
-    wanted: &BTreeMap<ProductId, i64>,
-    stock: &HashMap<ProductId, i64>,
-) -> Result<(), (Reason, String)> {
+pub fn reserve(wanted: &BTreeMap<ProductId, i64>, stock: &Stock) -> Result<(), (Reason, String)> {
     if let Some(unknown) = wanted.keys().find(|p| !stock.contains_key(*p)) {
         return Err((
             Reason::UnknownProduct,
@@ -27,7 +41,7 @@ pub fn reserve(
         ));
     }
     for (product, quantity) in wanted {
-        let available = stock[product];
+        let available = stock[product].available;
         if available < *quantity {
             return Err((
                 Reason::OutOfStock,
@@ -36,6 +50,74 @@ pub fn reserve(
         }
     }
     Ok(())
+}
+
+/// The order's lines, in its order, at `unit_price` each, and their sum; `None` if they add up
+/// beyond any amount (a price nobody could pay).
+pub fn price(
+    items: &[Item],
+    unit_price: impl Fn(&ProductId) -> Money,
+) -> Option<(Vec<PricedItem>, Money)> {
+    let mut total = Money::ZERO;
+    let mut lines = Vec::with_capacity(items.len());
+    for item in items {
+        let unit = unit_price(&item.product_id);
+        let line_total = unit.times(item.quantity)?;
+        total = total.checked_add(line_total)?;
+        lines.push(PricedItem {
+            product_id: item.product_id.clone(),
+            quantity: item.quantity,
+            unit_price: unit,
+            line_total,
+        });
+    }
+    Some((lines, total))
+}
+
+/// The order priced at today's prices (every product exists in `stock`): its lines and total,
+/// or why it cannot be reserved at that price.
+fn priced_now(order: &OrderSnapshot, stock: &Stock) -> Result<(Vec<PricedItem>, Money), String> {
+    let (lines, total) = price(&order.items, |p| stock[p].price)
+        .ok_or_else(|| "the items' prices add up beyond any amount".to_string())?;
+    match order.total_amount {
+        Some(expected) if expected != total => Err(format!(
+            "the order says it costs {expected}; at today's prices its items cost {total}"
+        )),
+        _ => Ok((lines, total)),
+    }
+}
+
+/// A new reservation of `order`, all of it or none, at today's prices: takes the stock from
+/// `stock` and records the change in `delta`.
+fn reserve_now(
+    order: &OrderSnapshot,
+    stock: &mut Stock,
+    delta: &mut BTreeMap<ProductId, i64>,
+) -> Held {
+    let wanted = totals(&order.items);
+    let checked = reserve(&wanted, stock)
+        .and_then(|()| priced_now(order, stock).map_err(|why| (Reason::PriceMismatch, why)));
+    if let Err(why) = checked {
+        return Held::nothing(Status::Rejected, Some(why));
+    }
+    let mut items = BTreeMap::new();
+    for (product, quantity) in wanted {
+        let shelf = stock.get_mut(&product).expect("checked by reserve");
+        shelf.available -= quantity;
+        *delta.entry(product.clone()).or_default() -= quantity;
+        items.insert(
+            product,
+            Taken {
+                quantity,
+                unit_price: shelf.price,
+            },
+        );
+    }
+    Held {
+        status: Status::Reserved,
+        reason: None,
+        items,
+    }
 }
 
 /// What a reservation is in.
@@ -84,8 +166,8 @@ pub fn on_rejected(current: Option<Status>) -> OnRejected {
 /// What one event of a batch asks of the stock, as the planner sees it.
 #[derive(Debug, Clone, Copy)]
 pub enum Ask<'a> {
-    /// An order was placed: reserve its items.
-    Reserve(OrderId, &'a [Item]),
+    /// An order was placed: price it and reserve its items.
+    Reserve(OrderId, &'a OrderSnapshot),
     /// An order was rejected: give back what it holds.
     Release(OrderId),
 }
@@ -93,7 +175,8 @@ pub enum Ask<'a> {
 /// What an ask answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    Reserved,
+    /// Reserved, and priced: the lines and their sum.
+    Reserved(Vec<PricedItem>, Money),
     Rejected(Reason, String),
     Released,
     /// Nothing to announce (a rejection of an order that took nothing).
@@ -105,7 +188,17 @@ pub enum Answer {
 pub struct Held {
     pub status: Status,
     pub reason: Option<(Reason, String)>,
-    pub items: BTreeMap<ProductId, i64>,
+    pub items: BTreeMap<ProductId, Taken>,
+}
+
+impl Held {
+    fn nothing(status: Status, reason: Option<(Reason, String)>) -> Self {
+        Held {
+            status,
+            reason,
+            items: BTreeMap::new(),
+        }
+    }
 }
 
 /// The effects of a batch: reservations to insert, orders whose stock goes back, the net
@@ -121,45 +214,34 @@ pub struct Plan {
 /// Folds the asks of a batch, in order, over the stored reservations and stock, as if each
 /// were applied alone after the ones before it. An ask for an order seen before repeats what
 /// was decided then (redeliveries, and a rejection that came before its order).
-pub fn plan(
-    asks: &[Ask<'_>],
-    mut held: HashMap<OrderId, Held>,
-    mut stock: HashMap<ProductId, i64>,
-) -> Plan {
+pub fn plan(asks: &[Ask<'_>], mut held: HashMap<OrderId, Held>, mut stock: Stock) -> Plan {
     let mut plan = Plan::default();
     for ask in asks {
         let answer = match *ask {
-            Ask::Reserve(order_id, items) => {
+            Ask::Reserve(order_id, order) => {
                 let current = match held.get(&order_id) {
                     Some(h) => h.clone(),
                     None => {
-                        let wanted = totals(items);
-                        let new = match reserve(&wanted, &stock) {
-                            Ok(()) => {
-                                for (product, quantity) in &wanted {
-                                    *stock.get_mut(product).expect("checked by reserve") -=
-                                        quantity;
-                                    *plan.delta.entry(product.clone()).or_default() -= quantity;
-                                }
-                                Held {
-                                    status: Status::Reserved,
-                                    reason: None,
-                                    items: wanted,
-                                }
-                            }
-                            Err(why) => Held {
-                                status: Status::Rejected,
-                                reason: Some(why),
-                                items: BTreeMap::new(),
-                            },
-                        };
+                        let new = reserve_now(order, &mut stock, &mut plan.delta);
                         plan.new.push((order_id, new.clone()));
                         held.insert(order_id, new.clone());
                         new
                     }
                 };
                 match (current.status, current.reason) {
-                    (Status::Reserved, _) => Answer::Reserved,
+                    // At the prices it was reserved at, whatever they are now.
+                    (Status::Reserved, _) => {
+                        let taken = |p: &ProductId| {
+                            current.items.get(p).map_or(Money::ZERO, |t| t.unit_price)
+                        };
+                        match price(&order.items, taken) {
+                            Some((lines, total)) => Answer::Reserved(lines, total),
+                            None => Answer::Rejected(
+                                Reason::PriceMismatch,
+                                "the items' prices add up beyond any amount".into(),
+                            ),
+                        }
+                    }
                     (Status::Rejected, Some((reason, detail))) => Answer::Rejected(reason, detail),
                     // Rejected before it was placed: reserve nothing, say nothing.
                     _ => Answer::Silent,
@@ -170,9 +252,11 @@ pub fn plan(
                 match on_rejected(current.as_ref().map(|h| h.status)) {
                     OnRejected::Release => {
                         let h = current.expect("release implies a reservation");
-                        for (product, quantity) in &h.items {
-                            *stock.entry(product.clone()).or_default() += quantity;
-                            *plan.delta.entry(product.clone()).or_default() += quantity;
+                        for (product, taken) in &h.items {
+                            if let Some(shelf) = stock.get_mut(product) {
+                                shelf.available += taken.quantity;
+                            }
+                            *plan.delta.entry(product.clone()).or_default() += taken.quantity;
                         }
                         h.status = Status::Released;
                         plan.released.push(order_id);
@@ -180,11 +264,7 @@ pub fn plan(
                     }
                     OnRejected::AnnounceAgain => Answer::Released,
                     OnRejected::Cancel => {
-                        let h = Held {
-                            status: Status::Cancelled,
-                            reason: None,
-                            items: BTreeMap::new(),
-                        };
+                        let h = Held::nothing(Status::Cancelled, None);
                         plan.new.push((order_id, h.clone()));
                         held.insert(order_id, h);
                         Answer::Silent
@@ -210,11 +290,35 @@ mod tests {
         }
     }
 
-    fn stock() -> HashMap<ProductId, i64> {
-        [("item1", 1000), ("item4", 5), ("item5", 0)]
-            .into_iter()
-            .map(|(p, n)| (p.into(), n))
-            .collect()
+    /// item1 costs 1299.99, item4 25.00, item5 5.00.
+    fn stock() -> Stock {
+        [
+            ("item1", 1000, 129_999),
+            ("item4", 5, 2_500),
+            ("item5", 0, 500),
+        ]
+        .into_iter()
+        .map(|(p, available, cents)| {
+            let price = Money::from_cents(cents);
+            (p.into(), Shelf { available, price })
+        })
+        .collect()
+    }
+
+    fn order(items: &[Item], amount: Option<i64>) -> OrderSnapshot {
+        OrderSnapshot {
+            customer_id: "c".into(),
+            items: items.to_vec(),
+            total_amount: amount.map(Money::from_cents),
+            placed_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn reserved(answer: &Answer) -> Money {
+        match answer {
+            Answer::Reserved(_, total) => *total,
+            other => panic!("not reserved: {other:?}"),
+        }
     }
 
     #[test]
@@ -261,8 +365,86 @@ mod tests {
     }
 
     #[test]
+    fn lines_are_priced_in_the_orders_order_and_add_up() {
+        let o = order(&[item("item4", 2), item("item1", 1)], None);
+        let p = plan(&[Ask::Reserve(id(1), &o)], HashMap::new(), stock());
+        let Answer::Reserved(lines, total) = &p.answers[0] else {
+            panic!("{:?}", p.answers[0]);
+        };
+        let shown: Vec<(&str, u32, i64, i64)> = lines
+            .iter()
+            .map(|l| {
+                let (unit, line) = (l.unit_price.cents(), l.line_total.cents());
+                (l.product_id.as_str(), l.quantity, unit, line)
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [("item4", 2, 2_500, 5_000), ("item1", 1, 129_999, 129_999)]
+        );
+        assert_eq!(*total, Money::from_cents(134_999));
+        assert_eq!(
+            p.new[0].1.items["item4"].unit_price,
+            Money::from_cents(2_500)
+        );
+    }
+
+    #[test]
+    fn the_clients_amount_must_be_the_priced_total() {
+        let items = [item("item4", 2)];
+        let exact = order(&items, Some(5_000));
+        let off = order(&items, Some(4_999));
+        let p = plan(
+            &[Ask::Reserve(id(1), &exact), Ask::Reserve(id(2), &off)],
+            HashMap::new(),
+            stock(),
+        );
+        assert_eq!(reserved(&p.answers[0]), Money::from_cents(5_000));
+        assert_eq!(
+            p.answers[1],
+            Answer::Rejected(
+                Reason::PriceMismatch,
+                "the order says it costs 49.99; at today's prices its items cost 50.00".into()
+            )
+        );
+        assert_eq!(p.delta["item4"], -2, "the mismatched order took nothing");
+        assert!(p.new[1].1.items.is_empty());
+    }
+
+    #[test]
+    fn a_stored_reservation_keeps_the_prices_it_was_reserved_at() {
+        let o = order(&[item("item4", 2)], None);
+        let first = plan(&[Ask::Reserve(id(1), &o)], HashMap::new(), stock());
+        let held: HashMap<OrderId, Held> = first.new.into_iter().collect();
+        let mut dearer = stock();
+        dearer.get_mut("item4").unwrap().price = Money::from_cents(9_900);
+        let again = plan(&[Ask::Reserve(id(1), &o)], held, dearer);
+        assert_eq!(again.answers, first.answers, "the same lines and total");
+        assert_eq!(reserved(&again.answers[0]), Money::from_cents(5_000));
+    }
+
+    #[test]
+    fn prices_beyond_any_amount_are_refused_not_wrapped() {
+        let items = [item("item1", 1000)];
+        let huge = |_: &ProductId| Money::from_cents(i64::MAX / 10);
+        assert_eq!(price(&items, huge), None);
+        let mut stock = stock();
+        stock.get_mut("item1").unwrap().price = Money::from_cents(i64::MAX / 10);
+        let p = plan(
+            &[Ask::Reserve(id(1), &order(&items, None))],
+            HashMap::new(),
+            stock,
+        );
+        assert!(matches!(
+            p.answers[0],
+            Answer::Rejected(Reason::PriceMismatch, _)
+        ));
+        assert!(p.delta.is_empty());
+    }
+
+    #[test]
     fn a_batch_sees_the_stock_the_steps_before_it_left() {
-        let two = [item("item4", 2)];
+        let two = order(&[item("item4", 2)], None);
         let steps = [
             Ask::Reserve(id(1), &two),
             Ask::Reserve(id(2), &two),
@@ -271,14 +453,14 @@ mod tests {
             Ask::Reserve(id(4), &two),
         ];
         let p = plan(&steps, HashMap::new(), stock());
-        assert_eq!(p.answers[0], Answer::Reserved);
-        assert_eq!(p.answers[1], Answer::Reserved);
+        reserved(&p.answers[0]);
+        reserved(&p.answers[1]);
         assert!(matches!(
             p.answers[2],
             Answer::Rejected(Reason::OutOfStock, _)
         ));
         assert_eq!(p.answers[3], Answer::Released);
-        assert_eq!(p.answers[4], Answer::Reserved);
+        reserved(&p.answers[4]);
         assert_eq!(p.delta["item4"], -4);
         assert_eq!(p.released, vec![id(1)]);
         assert_eq!(p.new.len(), 4);
@@ -286,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_rejection_first_cancels_and_a_repeat_changes_nothing() {
-        let one = [item("item1", 1)];
+        let one = order(&[item("item1", 1)], None);
         let steps = [
             Ask::Release(id(1)),
             Ask::Reserve(id(1), &one),
@@ -304,13 +486,17 @@ mod tests {
 
     #[test]
     fn stored_reservations_are_repeated_not_redone() {
-        let one = [item("item1", 1)];
+        let one = order(&[item("item1", 1)], None);
+        let taken = Taken {
+            quantity: 1,
+            unit_price: Money::from_cents(100),
+        };
         let held = HashMap::from([(
             id(1),
             Held {
                 status: Status::Reserved,
                 reason: None,
-                items: totals(&one),
+                items: BTreeMap::from([("item1".into(), taken)]),
             },
         )]);
         let steps = [
@@ -319,10 +505,8 @@ mod tests {
             Ask::Release(id(1)),
         ];
         let p = plan(&steps, held, stock());
-        assert_eq!(
-            p.answers,
-            vec![Answer::Reserved, Answer::Released, Answer::Released]
-        );
+        assert_eq!(reserved(&p.answers[0]), Money::from_cents(100));
+        assert_eq!(p.answers[1..], [Answer::Released, Answer::Released]);
         assert_eq!(p.delta["item1"], 1);
         assert!(p.new.is_empty());
         assert_eq!(p.released, vec![id(1)]);

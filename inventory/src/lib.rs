@@ -1,8 +1,9 @@
 //! The inventory service: reserves the stock of every placed order, all of it or none, and gives
 //! it back when the order is rejected.
 //!
-//! takes `orders.placed` and `orders.rejected` → loads their reservations and the stock →
-//! decides (pure: reserve all or nothing; release, or cancel ahead when the rejection came
+//! takes `orders.placed` and `orders.rejected` → loads their reservations and the stock with
+//! its prices → decides (pure: price the order and reserve all or nothing, rejecting it when the
+//! client's amount is not the priced total; release, or cancel ahead when the rejection came
 //! first) → takes or gives back stock and records the reservations in one transaction →
 //! publishes `inventory.reserved`, `inventory.rejected` or `inventory.released` → ack.
 //! Stores `products` and `reservations`. Also answers `oms.api.products.get`.
@@ -16,7 +17,7 @@ use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::api::{GetProduct, ProductView};
-use oms_domain::events::{Rejection, Snapshot};
+use oms_domain::events::{Priced, Rejection, Snapshot};
 use oms_domain::{Event, EventKind, OrderId, OrderSnapshot, ProductId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
@@ -25,8 +26,8 @@ use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::decide::Stock;
 use crate::decide::{Answer, Ask, Held, Plan};
-use crate::store::Stock;
 
 pub const SERVICE: &str = "inventory";
 
@@ -138,7 +139,7 @@ impl Step for Inventory {
         let asks: Vec<Ask<'_>> = batch
             .iter()
             .map(|a| match &a.event {
-                StockEvent::Placed(order) => Ask::Reserve(a.order_id, &order.items),
+                StockEvent::Placed(order) => Ask::Reserve(a.order_id, order),
                 StockEvent::Rejected(_) => Ask::Release(a.order_id),
             })
             .collect();
@@ -172,7 +173,11 @@ impl Step for Inventory {
 /// The event that tells payment and order what inventory did, if anything.
 fn announcement(order: OrderSnapshot, answer: Answer) -> Option<Event> {
     Some(match answer {
-        Answer::Reserved => Event::InventoryReserved(Snapshot { order }),
+        Answer::Reserved(items, total_amount) => Event::InventoryReserved(Priced {
+            order,
+            items,
+            total_amount,
+        }),
         Answer::Rejected(reason, detail) => Event::InventoryRejected(Rejection {
             order,
             reason,

@@ -8,7 +8,7 @@ use oms_store::{MAX_ROWS, Part, Script, StatementResult, Value, id};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use crate::decide::{Held, Status};
+use crate::decide::{Held, Shelf, Status, Stock, Taken};
 
 /// One schema for both backends (portable SQL).
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -26,7 +26,8 @@ pub struct Product {
 /// statement is a round trip); read them with [`read_reservations`].
 pub fn reservations(script: &mut Script, orders: &[OrderId]) -> Part {
     script.push_in(
-        "SELECT r.order_id, r.status, r.reason, r.detail, i.product_id, i.quantity, p.available \
+        "SELECT r.order_id, r.status, r.reason, r.detail, i.product_id, i.quantity, i.unit_cents, \
+                p.available, p.price_cents \
          FROM reservations r \
          LEFT JOIN reservation_items i ON i.order_id = r.order_id \
          LEFT JOIN products p ON p.product_id = i.product_id \
@@ -34,9 +35,6 @@ pub fn reservations(script: &mut Script, orders: &[OrderId]) -> Part {
         orders,
     )
 }
-
-/// Available stock by product.
-pub type Stock = HashMap<ProductId, i64>;
 
 /// The reservations found, and the stock of the products they hold.
 pub fn read_reservations(
@@ -56,14 +54,32 @@ pub fn read_reservations(
         else {
             continue;
         };
-        if let Some(available) = row.try_get::<Option<i64>, _>("available")? {
-            stock.insert(product_id.clone(), available);
+        let shelf = shelf_of(row)?;
+        if let Some(shelf) = shelf {
+            stock.insert(product_id.clone(), shelf);
         }
-        reservation
-            .items
-            .insert(product_id, row.try_get("quantity")?);
+        let unit_price = match row.try_get::<Option<i64>, _>("unit_cents")? {
+            Some(cents) => Money::from_cents(cents),
+            // Reserved before reservations kept their prices.
+            None => shelf.map_or(Money::ZERO, |s| s.price),
+        };
+        let taken = Taken {
+            quantity: row.try_get("quantity")?,
+            unit_price,
+        };
+        reservation.items.insert(product_id, taken);
     }
     Ok((held, stock))
+}
+
+/// A product's stock and price, if the row has them.
+fn shelf_of(row: &AnyRow) -> Result<Option<Shelf>, sqlx::Error> {
+    let available: Option<i64> = row.try_get("available")?;
+    let price: Option<i64> = row.try_get("price_cents")?;
+    Ok(available.zip(price).map(|(available, price)| Shelf {
+        available,
+        price: Money::from_cents(price),
+    }))
 }
 
 /// A reservation's own columns; its items are added row by row.
@@ -87,15 +103,19 @@ fn held_of(row: &AnyRow) -> Result<Held, sqlx::Error> {
 /// read it with [`read_stock`].
 pub fn stock(script: &mut Script, products: &[&ProductId]) -> Part {
     script.push_in(
-        "SELECT product_id, available FROM products WHERE product_id IN ({keys})",
+        "SELECT product_id, available, price_cents FROM products WHERE product_id IN ({keys})",
         products,
     )
 }
 
 pub fn read_stock(part: &Part, outcomes: &[StatementResult]) -> Result<Stock, sqlx::Error> {
-    part.rows(outcomes)
-        .map(|row| Ok((id(row, "product_id")?, row.try_get("available")?)))
-        .collect()
+    let mut stock = Stock::new();
+    for row in part.rows(outcomes) {
+        if let Some(shelf) = shelf_of(row)? {
+            stock.insert(id(row, "product_id")?, shelf);
+        }
+    }
+    Ok(stock)
 }
 
 /// Adds to `script` the net change of each product's stock, one statement per chunk; the
@@ -150,15 +170,20 @@ pub fn insert(script: &mut Script, new: &[(OrderId, Held)], now: i64) {
             ]
         },
     );
-    let items: Vec<(&OrderId, &ProductId, i64)> = new
+    let items: Vec<(&OrderId, &ProductId, &Taken)> = new
         .iter()
-        .flat_map(|(order_id, held)| held.items.iter().map(move |(p, q)| (order_id, p, *q)))
+        .flat_map(|(order_id, held)| held.items.iter().map(move |(p, t)| (order_id, p, t)))
         .collect();
     script.push_rows(
-        "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES {rows}",
+        "INSERT INTO reservation_items (order_id, product_id, quantity, unit_cents) VALUES {rows}",
         &items,
-        |(order_id, product, quantity)| {
-            [(**order_id).into(), (*product).into(), (*quantity).into()]
+        |(order_id, product, taken)| {
+            [
+                (**order_id).into(),
+                (*product).into(),
+                taken.quantity.into(),
+                taken.unit_price.cents().into(),
+            ]
         },
     );
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use oms_bus::Incoming;
 use oms_domain::api::OrderStatus;
 use oms_domain::events::{PaymentProcessed, Rejection, Snapshot};
-use oms_domain::{Event, EventId, OrderId, OrderSnapshot, Reason};
+use oms_domain::{Event, EventId, Money, OrderId, OrderSnapshot, PricedItem, Reason};
 
 /// What order takes: every event that moves an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +79,14 @@ pub fn transition(current: OrderStatus, arrival: &OrderEvent) -> Option<Transiti
 }
 
 /// What a batch changes: orders to create (id, snapshot, the event that created it), status
-/// changes (order, change, the event that caused it), and every order's head afterwards.
+/// changes (order, change, the event that caused it), the prices of the orders it confirms
+/// (the total charged, and the lines as inventory priced them), and every order's head
+/// afterwards.
 #[derive(Debug, Default)]
 pub struct Plan {
     pub new: Vec<(OrderId, OrderSnapshot, EventId)>,
     pub changes: Vec<(OrderId, Transition, EventId)>,
+    pub prices: Vec<(OrderId, Money, Vec<PricedItem>)>,
     pub heads: HashMap<OrderId, Head>,
 }
 
@@ -105,6 +108,10 @@ pub fn plan(
         if let Some(t) = transition(head.status, &incoming.event) {
             (head.status, head.reason, head.detail) = (t.status, t.reason, t.detail.clone());
             plan.changes.push((incoming.order_id, t, incoming.event_id));
+            if let OrderEvent::Paid(paid) = &incoming.event {
+                let lines = paid.items.clone();
+                plan.prices.push((incoming.order_id, paid.amount, lines));
+            }
         }
     }
     plan.heads = heads;
@@ -157,7 +164,7 @@ mod tests {
                 product_id: "item1".into(),
                 quantity: 1,
             }],
-            total_amount: Money::from_cents(100),
+            total_amount: Some(Money::from_cents(100)),
             placed_at: time::OffsetDateTime::UNIX_EPOCH,
         }
     }
@@ -173,8 +180,14 @@ mod tests {
     fn processed() -> OrderEvent {
         OrderEvent::Paid(PaymentProcessed {
             order: order(),
-            amount: Money::from_cents(100),
+            amount: Money::from_cents(250),
             charge_id: "ch".into(),
+            items: vec![PricedItem {
+                product_id: "item1".into(),
+                quantity: 1,
+                unit_price: Money::from_cents(250),
+                line_total: Money::from_cents(250),
+            }],
         })
     }
 
@@ -246,6 +259,12 @@ mod tests {
         assert_eq!(
             changed,
             vec![(a, OrderStatus::Confirmed), (b, OrderStatus::Rejected)]
+        );
+        assert_eq!(plan.prices.len(), 1, "a's price, once");
+        assert_eq!(
+            (plan.prices[0].0, plan.prices[0].1),
+            (a, Money::from_cents(250)),
+            "the total charged, not the client's amount"
         );
         let said = announcements(&batch, &plan.heads);
         assert_eq!(

@@ -150,6 +150,7 @@ impl Step for Orders {
         let mut script = Script::new(&tx);
         let created = store::create(&mut script, &plan.new);
         let changed = store::apply(&mut script, &plan.changes, db::now_micros());
+        store::price(&mut script, &plan.prices);
         let written = script.run(&mut tx).await?;
         // Orders another instance created, or moved, first: what it stored stands. The
         // counts say whether that happened, not to which orders, so all are read again.
@@ -187,7 +188,7 @@ mod tests {
         let order = OrderSnapshot {
             customer_id: "c".into(),
             items: vec![],
-            total_amount: Money::from_cents(100),
+            total_amount: Some(Money::from_cents(100)),
             placed_at: time::OffsetDateTime::UNIX_EPOCH,
         };
         assert!(OrderEvent::take(Event::OrderConfirmed(Snapshot { order })).is_none());
@@ -224,16 +225,23 @@ mod tests {
                 product_id: "item1".into(),
                 quantity: 1,
             }],
-            total_amount: Money::from_cents(2_599),
+            total_amount: None,
             placed_at: time::OffsetDateTime::now_utc(),
         };
         let placed = Envelope::new(order_id, Event::OrderPlaced(order.clone()));
+        let line = oms_domain::PricedItem {
+            product_id: "item1".into(),
+            quantity: 1,
+            unit_price: Money::from_cents(2_599),
+            line_total: Money::from_cents(2_599),
+        };
         let processed = Envelope::new(
             order_id,
             Event::PaymentProcessed(PaymentProcessed {
                 order,
                 amount: Money::from_cents(2_599),
                 charge_id: "ch_1".into(),
+                items: vec![line.clone()],
             }),
         );
 
@@ -258,6 +266,8 @@ mod tests {
             .expect("read")
             .expect("order");
         assert_eq!(view.status, OrderStatus::Confirmed);
+        assert_eq!(view.total_amount, Some(Money::from_cents(2_599)), "priced");
+        assert_eq!(view.items, [line.into()], "the line at its price");
         assert_eq!(
             count("SELECT COUNT(*) FROM order_history WHERE order_id = $1").await,
             2,

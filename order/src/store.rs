@@ -1,9 +1,9 @@
 //! The order service's SQL: the orders projection, its history and the applied event ids.
 
-use oms_domain::api::{ListOrders, OrderPage, OrderStatus, OrderView};
+use oms_domain::api::{ListOrders, OrderLine, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
-use oms_domain::{EventId, Item, Money, OrderId, OrderSnapshot, Reason};
+use oms_domain::{EventId, Item, Money, OrderId, OrderSnapshot, PricedItem, Reason};
 use oms_store::{
     MAX_ROWS, Part, Script, StatementResult, Value, execute_in, from_micros, id, to_micros,
 };
@@ -58,7 +58,8 @@ pub fn create(script: &mut Script, orders: &[(OrderId, OrderSnapshot, EventId)])
             [
                 (*order_id).into(),
                 (&order.customer_id).into(),
-                order.total_amount.cents().into(),
+                // 0: the client gave no amount (see the migration that added prices).
+                order.total_amount.map_or(0, Money::cents).into(),
                 pending.into(),
                 at.into(),
                 at.into(),
@@ -207,6 +208,40 @@ pub fn apply(script: &mut Script, changes: &[(OrderId, Transition, EventId)], no
     changed
 }
 
+/// Adds to `script` the prices of confirmed orders: the total charged, and each line's price
+/// as inventory reserved it (lines in the order's order, so a line's index is its number).
+/// Writing the same prices again changes nothing.
+pub fn price(script: &mut Script, prices: &[(OrderId, Money, Vec<PricedItem>)]) {
+    script.push_rows(
+        "UPDATE orders SET priced_cents = v.column2 FROM (VALUES {rows}) AS v \
+         WHERE orders.order_id = v.column1",
+        prices,
+        |(order_id, total, _)| [(*order_id).into(), total.cents().into()],
+    );
+    let lines: Vec<(&OrderId, usize, &PricedItem)> = prices
+        .iter()
+        .flat_map(|(order_id, _, items)| {
+            items.iter().enumerate().map(move |(l, i)| (order_id, l, i))
+        })
+        .collect();
+    script.push_rows(
+        "INSERT INTO order_items (order_id, line, product_id, quantity, unit_cents, line_cents) \
+         VALUES {rows} ON CONFLICT (order_id, line) DO UPDATE \
+         SET unit_cents = excluded.unit_cents, line_cents = excluded.line_cents",
+        &lines,
+        |(order_id, line, item)| {
+            [
+                (**order_id).into(),
+                (*line as i64).into(),
+                (&item.product_id).into(),
+                i64::from(item.quantity).into(),
+                item.unit_price.cents().into(),
+                item.line_total.cents().into(),
+            ]
+        },
+    );
+}
+
 /// Marks the final status of `orders` as published.
 pub async fn mark_announced(pool: &AnyPool, orders: &[OrderId]) -> Result<(), sqlx::Error> {
     if orders.is_empty() {
@@ -224,21 +259,35 @@ fn status_of(row: &AnyRow) -> Result<OrderStatus, sqlx::Error> {
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))
 }
 
-async fn items(pool: &AnyPool, order_id: &str) -> Result<Vec<Item>, sqlx::Error> {
+async fn items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderLine>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT product_id, quantity FROM order_items WHERE order_id = $1 ORDER BY line",
+        "SELECT product_id, quantity, unit_cents, line_cents FROM order_items \
+         WHERE order_id = $1 ORDER BY line",
     )
     .bind(order_id)
     .fetch_all(pool)
     .await?;
+    let money = |r: &AnyRow, column| {
+        let cents: Option<i64> = r.try_get(column)?;
+        Ok::<_, sqlx::Error>(cents.map(Money::from_cents))
+    };
     rows.iter()
         .map(|r| {
-            Ok(Item {
+            Ok(OrderLine {
                 product_id: id(r, "product_id")?,
                 quantity: u32::try_from(r.try_get::<i64, _>("quantity")?).unwrap_or(u32::MAX),
+                unit_price: money(r, "unit_cents")?,
+                line_total: money(r, "line_cents")?,
             })
         })
         .collect()
+}
+
+/// The priced total once there is one, else the client's amount if it gave one.
+fn total(row: &AnyRow) -> Result<Option<Money>, sqlx::Error> {
+    let priced: Option<i64> = row.try_get("priced_cents")?;
+    let said: i64 = row.try_get("total_cents")?;
+    Ok(priced.or((said > 0).then_some(said)).map(Money::from_cents))
 }
 
 async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
@@ -247,7 +296,7 @@ async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
         order_id: id(row, "order_id")?,
         customer_id: id(row, "customer_id")?,
         items: items(pool, &order_id).await?,
-        total_amount: Money::from_cents(row.try_get("total_cents")?),
+        total_amount: total(row)?,
         status: status_of(row)?,
         reason: row
             .try_get::<Option<String>, _>("reason")?
@@ -260,7 +309,8 @@ async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
 
 pub async fn get(pool: &AnyPool, order_id: OrderId) -> Result<Option<OrderView>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT order_id, customer_id, total_cents, status, reason, created_at, updated_at \
+        "SELECT order_id, customer_id, total_cents, priced_cents, status, reason, created_at, \
+                updated_at \
          FROM orders WHERE order_id = $1",
     )
     .bind(order_id.to_string())
@@ -277,7 +327,8 @@ pub async fn list(pool: &AnyPool, q: &ListOrders) -> Result<OrderPage, sqlx::Err
     let limit = q.limit.clamp(1, 500);
     let cursor = q.after.as_deref().and_then(parse_cursor);
     let rows = sqlx::query(
-        "SELECT order_id, customer_id, total_cents, status, reason, created_at, updated_at \
+        "SELECT order_id, customer_id, total_cents, priced_cents, status, reason, created_at, \
+                updated_at \
          FROM orders \
          WHERE (CAST($1 AS TEXT) IS NULL OR customer_id = $1) \
            AND (CAST($2 AS TEXT) IS NULL OR status = $2) \

@@ -1,6 +1,6 @@
 //! The payment decision, as pure functions: fold verdicts into the join state, then decide.
 
-use oms_domain::{Money, OrderSnapshot};
+use oms_domain::{Money, OrderSnapshot, PricedItem};
 use serde::{Deserialize, Serialize};
 
 /// The customer check's answer.
@@ -13,8 +13,22 @@ pub enum CustomerVerdict {
 /// The stock check's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InventoryVerdict {
-    Reserved,
+    /// Reserved and priced: the lines at inventory's prices, and their sum, which is charged.
+    Reserved {
+        items: Vec<PricedItem>,
+        total: Money,
+    },
     Rejected,
+}
+
+impl Join {
+    /// The lines inventory priced, if it reserved the order.
+    pub fn priced_items(&self) -> &[PricedItem] {
+        match &self.inventory {
+            Some(InventoryVerdict::Reserved { items, .. }) => items,
+            _ => &[],
+        }
+    }
 }
 
 /// One verdict as it arrives from a stream.
@@ -82,24 +96,18 @@ pub enum Decision {
 }
 
 pub fn decide(join: &Join) -> Decision {
-    let (Some(customer), Some(inventory), Some(order)) =
-        (&join.customer, &join.inventory, &join.order)
+    let (Some(customer), Some(inventory), Some(_)) = (&join.customer, &join.inventory, &join.order)
     else {
         return Decision::Wait;
     };
     match (customer, inventory) {
-        (CustomerVerdict::Validated { credit_limit }, InventoryVerdict::Reserved) => {
-            if order.total_amount > *credit_limit {
+        (CustomerVerdict::Validated { credit_limit }, InventoryVerdict::Reserved { total, .. }) => {
+            if total > credit_limit {
                 Decision::Decline {
-                    detail: format!(
-                        "amount {} is above the credit limit {}",
-                        order.total_amount, credit_limit
-                    ),
+                    detail: format!("amount {total} is above the credit limit {credit_limit}"),
                 }
             } else {
-                Decision::Charge {
-                    amount: order.total_amount,
-                }
+                Decision::Charge { amount: *total }
             }
         }
         _ => Decision::NoCharge,
@@ -118,9 +126,22 @@ mod tests {
                 product_id: "item1".into(),
                 quantity: 1,
             }],
-            total_amount: Money::from_cents(cents),
+            total_amount: Some(Money::from_cents(cents)),
             placed_at: time::OffsetDateTime::UNIX_EPOCH,
         }
+    }
+
+    /// Reserved, priced at `cents` in all (the client's amount is not what is charged).
+    fn reserved(cents: i64) -> Arrival {
+        Arrival::Inventory(InventoryVerdict::Reserved {
+            items: vec![PricedItem {
+                product_id: "item1".into(),
+                quantity: 1,
+                unit_price: Money::from_cents(cents),
+                line_total: Money::from_cents(cents),
+            }],
+            total: Money::from_cents(cents),
+        })
     }
 
     fn validated(limit: i64) -> Arrival {
@@ -134,12 +155,8 @@ mod tests {
         let o = order(100);
         let a = merge(Join::default(), validated(1_000), &o);
         assert_eq!(decide(&a), Decision::Wait);
-        let ab = merge(a, Arrival::Inventory(InventoryVerdict::Reserved), &o);
-        let b = merge(
-            Join::default(),
-            Arrival::Inventory(InventoryVerdict::Reserved),
-            &o,
-        );
+        let ab = merge(a, reserved(100), &o);
+        let b = merge(Join::default(), reserved(100), &o);
         assert_eq!(decide(&b), Decision::Wait);
         let ba = merge(b, validated(1_000), &o);
         assert_eq!(ab, ba, "arrival order does not matter");
@@ -161,20 +178,30 @@ mod tests {
 
     #[test]
     fn above_the_limit_is_declined_and_at_the_limit_is_charged() {
-        let over = order(10_001);
+        // The client said 1.00 each time: the priced total is what counts.
+        let o = order(100);
         let join = merge(
-            merge(Join::default(), validated(10_000), &over),
-            Arrival::Inventory(InventoryVerdict::Reserved),
-            &over,
+            merge(Join::default(), validated(10_000), &o),
+            reserved(10_001),
+            &o,
         );
-        assert!(matches!(decide(&join), Decision::Decline { .. }));
-        let exact = order(10_000);
+        assert_eq!(
+            decide(&join),
+            Decision::Decline {
+                detail: "amount 100.01 is above the credit limit 100.00".into()
+            }
+        );
         let join = merge(
-            merge(Join::default(), validated(10_000), &exact),
-            Arrival::Inventory(InventoryVerdict::Reserved),
-            &exact,
+            merge(Join::default(), validated(10_000), &o),
+            reserved(10_000),
+            &o,
         );
-        assert!(matches!(decide(&join), Decision::Charge { .. }));
+        assert_eq!(
+            decide(&join),
+            Decision::Charge {
+                amount: Money::from_cents(10_000)
+            }
+        );
     }
 
     #[test]
@@ -185,10 +212,7 @@ mod tests {
                 validated(1_000),
                 Arrival::Inventory(InventoryVerdict::Rejected),
             ),
-            (
-                Arrival::Customer(CustomerVerdict::Rejected),
-                Arrival::Inventory(InventoryVerdict::Reserved),
-            ),
+            (Arrival::Customer(CustomerVerdict::Rejected), reserved(100)),
             (
                 Arrival::Customer(CustomerVerdict::Rejected),
                 Arrival::Inventory(InventoryVerdict::Rejected),
@@ -218,7 +242,7 @@ mod tests {
             &o,
         );
         assert_eq!(conclude(rejected.clone(), &charged), rejected, "no charge");
-        let complete = merge(open, Arrival::Inventory(InventoryVerdict::Reserved), &o);
+        let complete = merge(open, reserved(100), &o);
         let concluded = conclude(complete, &charged);
         assert_eq!(concluded.outcome, Some(charged.clone()));
         let again = conclude(

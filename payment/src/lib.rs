@@ -76,9 +76,13 @@ impl Input for Checked {
                 v.order,
             ),
             Event::CustomerRejected(r) => (Arrival::Customer(CustomerVerdict::Rejected), r.order),
-            Event::InventoryReserved(s) => {
-                (Arrival::Inventory(InventoryVerdict::Reserved), s.order)
-            }
+            Event::InventoryReserved(p) => (
+                Arrival::Inventory(InventoryVerdict::Reserved {
+                    items: p.items,
+                    total: p.total_amount,
+                }),
+                p.order,
+            ),
             Event::InventoryRejected(r) => {
                 (Arrival::Inventory(InventoryVerdict::Rejected), r.order)
             }
@@ -195,7 +199,7 @@ impl Step for Payments {
             return Err(HandleError::conflict("the guessed join may be out of date"));
         }
         let order = &one(batch).event.order;
-        Ok(vec![outcome.map(|o| announcement(order, &o))])
+        Ok(vec![outcome.map(|o| announcement(&next, order, &o))])
     }
 }
 
@@ -289,13 +293,15 @@ impl Payments {
     }
 }
 
-/// The event that tells the order service what payment did.
-fn announcement(order: &OrderSnapshot, outcome: &Settlement) -> Event {
+/// The event that tells the order service what payment did (and, for a charge, the lines
+/// charged for, as inventory priced them).
+fn announcement(join: &Join, order: &OrderSnapshot, outcome: &Settlement) -> Event {
     match outcome {
         Settlement::Charged { charge_id, amount } => Event::PaymentProcessed(PaymentProcessed {
             order: order.clone(),
             amount: *amount,
             charge_id: charge_id.clone(),
+            items: join.priced_items().to_vec(),
         }),
         Settlement::Declined { detail } => Event::PaymentFailed(Rejection {
             order: order.clone(),

@@ -148,7 +148,7 @@ mod tests {
                     product_id: "item1".into(),
                     quantity: 1,
                 }],
-                total_amount: Money::from_cents(100),
+                total_amount: Some(Money::from_cents(100)),
                 placed_at: time::OffsetDateTime::UNIX_EPOCH,
             }),
         )

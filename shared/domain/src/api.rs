@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::events::{Item, Reason};
+use crate::events::{Item, PricedItem, Reason};
 use crate::ids::{CustomerId, OrderId, ProductId};
 use crate::money::Money;
 
@@ -13,14 +13,51 @@ pub struct GetOrder {
     pub order_id: OrderId,
 }
 
+/// One line of an order as clients see it: priced once inventory reserved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub product_id: ProductId,
+    pub quantity: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_total: Option<Money>,
+}
+
+impl From<Item> for OrderLine {
+    fn from(item: Item) -> Self {
+        OrderLine {
+            product_id: item.product_id,
+            quantity: item.quantity,
+            unit_price: None,
+            line_total: None,
+        }
+    }
+}
+
+impl From<PricedItem> for OrderLine {
+    fn from(item: PricedItem) -> Self {
+        OrderLine {
+            product_id: item.product_id,
+            quantity: item.quantity,
+            unit_price: Some(item.unit_price),
+            line_total: Some(item.line_total),
+        }
+    }
+}
+
 /// An order as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub order_id: OrderId,
     pub customer_id: CustomerId,
-    pub items: Vec<Item>,
-    pub total_amount: Money,
+    pub items: Vec<OrderLine>,
+    /// The priced total once inventory priced the order; before that, the client's amount if
+    /// it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_amount: Option<Money>,
     pub status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
@@ -126,11 +163,19 @@ mod tests {
         let order = OrderView {
             order_id: OrderId::from_uuid(uuid::Uuid::nil()),
             customer_id: "OMS-Cust-001".into(),
-            items: vec![Item {
-                product_id: "item1".into(),
-                quantity: 1,
-            }],
-            total_amount: Money::from_cents(15_000),
+            items: vec![
+                OrderLine::from(Item {
+                    product_id: "item3".into(),
+                    quantity: 1,
+                }),
+                OrderLine::from(PricedItem {
+                    product_id: "item1".into(),
+                    quantity: 2,
+                    unit_price: Money::from_cents(7_500),
+                    line_total: Money::from_cents(15_000),
+                }),
+            ],
+            total_amount: Some(Money::from_cents(15_000)),
             status: OrderStatus::Confirmed,
             reason: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
@@ -138,6 +183,10 @@ mod tests {
         };
         let json = serde_json::to_string(&order).unwrap();
         assert!(json.contains(r#""totalAmount":150.00,"#), "{json}");
+        assert!(
+            json.contains(r#"[{"productId":"item3","quantity":1},{"productId":"item1","quantity":2,"unitPrice":75.00,"lineTotal":150.00}]"#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<OrderView>(&json).unwrap(), order);
         let page = OrderPage {
             orders: vec![order.clone()],

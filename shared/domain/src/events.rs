@@ -14,7 +14,10 @@ use crate::ids::{CustomerId, EventId, OrderId, ProductId};
 use crate::money::Money;
 
 /// Schema version written into every envelope; readers accept this version or older.
-pub const EVENT_VERSION: u32 = 1;
+///
+/// 2: `totalAmount` of an order may be `null` (the client left pricing to inventory), and
+/// `InventoryReserved` and `PaymentProcessed` carry the priced lines.
+pub const EVENT_VERSION: u32 = 2;
 
 /// One product line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,13 +27,28 @@ pub struct Item {
     pub quantity: u32,
 }
 
+/// One line of an order as inventory priced it when it reserved the stock: the price then,
+/// whatever the product costs later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PricedItem {
+    pub product_id: ProductId,
+    pub quantity: u32,
+    pub unit_price: Money,
+    /// `unitPrice × quantity`.
+    pub line_total: Money,
+}
+
 /// The order as the edge accepted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSnapshot {
     pub customer_id: CustomerId,
     pub items: Vec<Item>,
-    pub total_amount: Money,
+    /// What the client said the order costs, if it said: inventory's priced total must equal
+    /// it, else the order is rejected with `PRICE_MISMATCH`. (Written as `null` when absent,
+    /// so the payment join's binary form stays positional.)
+    pub total_amount: Option<Money>,
     #[serde(with = "time::serde::rfc3339")]
     pub placed_at: OffsetDateTime,
 }
@@ -46,6 +64,8 @@ pub enum Reason {
     UnknownProduct,
     OutOfStock,
     PaymentDeclined,
+    /// The client's `totalAmount` is not what inventory's prices add up to.
+    PriceMismatch,
 }
 
 impl Reason {
@@ -80,13 +100,29 @@ pub struct Snapshot {
     pub order: OrderSnapshot,
 }
 
+/// Stock reserved, and the order priced: its lines at inventory's prices and their sum, which
+/// is what payment charges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Priced {
+    pub order: OrderSnapshot,
+    /// The order's lines, in its order, each priced.
+    pub items: Vec<PricedItem>,
+    /// The sum of the lines' totals.
+    pub total_amount: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentProcessed {
     pub order: OrderSnapshot,
+    /// The priced total, charged.
     pub amount: Money,
     /// The gateway's charge id, as kept in the ledger.
     pub charge_id: String,
+    /// The lines charged for, as inventory priced them (empty in events of version 1).
+    #[serde(default)]
+    pub items: Vec<PricedItem>,
 }
 
 /// The event itself: `type` names the variant, `data` holds its payload (read through
@@ -104,7 +140,7 @@ pub enum Event {
     OrderRejected(Rejection),
     CustomerValidated(CustomerValidated),
     CustomerRejected(Rejection),
-    InventoryReserved(Snapshot),
+    InventoryReserved(Priced),
     InventoryRejected(Rejection),
     InventoryReleased(Snapshot),
     PaymentProcessed(PaymentProcessed),
@@ -125,9 +161,8 @@ impl Event {
     pub fn order(&self) -> &OrderSnapshot {
         match self {
             Event::OrderPlaced(o) => o,
-            Event::OrderConfirmed(s)
-            | Event::InventoryReserved(s)
-            | Event::InventoryReleased(s) => &s.order,
+            Event::OrderConfirmed(s) | Event::InventoryReleased(s) => &s.order,
+            Event::InventoryReserved(p) => &p.order,
             Event::OrderRejected(r)
             | Event::CustomerRejected(r)
             | Event::InventoryRejected(r)
@@ -192,9 +227,8 @@ impl Serialize for Data<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Event::OrderPlaced(p) => p.serialize(serializer),
-            Event::OrderConfirmed(p)
-            | Event::InventoryReserved(p)
-            | Event::InventoryReleased(p) => p.serialize(serializer),
+            Event::OrderConfirmed(p) | Event::InventoryReleased(p) => p.serialize(serializer),
+            Event::InventoryReserved(p) => p.serialize(serializer),
             Event::OrderRejected(p)
             | Event::CustomerRejected(p)
             | Event::InventoryRejected(p)
@@ -350,6 +384,8 @@ pub enum Invalid {
     Amount { field: String, value: Money },
     #[error("{field} is {value}: must not be negative")]
     Negative { field: String, value: Money },
+    #[error("{field} {problem}")]
+    Pricing { field: String, problem: String },
     #[error("{field} is {value}: must be a whole number from 1 to {max}")]
     Quantity { field: String, value: u64, max: u64 },
     #[error("{field} has {count} entries: must have 1 to {MAX_ITEMS}")]
@@ -396,7 +432,9 @@ impl OrderSnapshot {
     /// order; `at` is where the snapshot sits in the event (`data` or `data.order`).
     pub fn check(&self, at: &str) -> Result<(), Invalid> {
         check_id(|| format!("{at}.customerId"), self.customer_id.as_str())?;
-        check_amount(|| format!("{at}.totalAmount"), self.total_amount)?;
+        if let Some(amount) = self.total_amount {
+            check_amount(|| format!("{at}.totalAmount"), amount)?;
+        }
         let count = self.items.len();
         if !(1..=MAX_ITEMS).contains(&count) {
             return Err(Invalid::Items {
@@ -456,13 +494,75 @@ impl Event {
                 field: "data.creditLimit".into(),
                 value: v.credit_limit,
             }),
+            Event::InventoryReserved(p) => check_priced(&p.order, &p.items, p.total_amount),
             Event::PaymentProcessed(p) => {
                 check_amount(|| "data.amount".into(), p.amount)?;
-                check_id(|| "data.chargeId".into(), &p.charge_id)
+                check_id(|| "data.chargeId".into(), &p.charge_id)?;
+                match p.items.is_empty() {
+                    true => Ok(()),
+                    false => check_priced(&p.order, &p.items, p.amount),
+                }
             }
             _ => Ok(()),
         }
     }
+}
+
+/// Priced lines are the order's lines, in its order, each `unitPrice × quantity`, adding up
+/// to `total`.
+fn check_priced(order: &OrderSnapshot, items: &[PricedItem], total: Money) -> Result<(), Invalid> {
+    let wrong = |field: String, problem: String| Err(Invalid::Pricing { field, problem });
+    if items.len() != order.items.len() {
+        return wrong(
+            "data.items".into(),
+            format!(
+                "has {} lines: the order has {}",
+                items.len(),
+                order.items.len()
+            ),
+        );
+    }
+    let mut sum = Money::ZERO;
+    for (i, (priced, line)) in items.iter().zip(&order.items).enumerate() {
+        let field = |name: &str| format!("data.items[{i}].{name}");
+        if priced.product_id != line.product_id || priced.quantity != line.quantity {
+            return wrong(
+                field("productId"),
+                format!(
+                    "is {} × {}: the order's line {i} is {} × {}",
+                    priced.quantity, priced.product_id, line.quantity, line.product_id
+                ),
+            );
+        }
+        if priced.unit_price < Money::ZERO {
+            return Err(Invalid::Negative {
+                field: field("unitPrice"),
+                value: priced.unit_price,
+            });
+        }
+        if priced.unit_price.times(priced.quantity) != Some(priced.line_total) {
+            return wrong(
+                field("lineTotal"),
+                format!(
+                    "is {}: {} × {} is not that",
+                    priced.line_total, priced.unit_price, priced.quantity
+                ),
+            );
+        }
+        sum = sum
+            .checked_add(priced.line_total)
+            .ok_or_else(|| Invalid::Pricing {
+                field: "data.items".into(),
+                problem: "add up beyond any amount".into(),
+            })?;
+    }
+    if sum != total {
+        return wrong(
+            "data.totalAmount".into(),
+            format!("is {total}: the lines add up to {sum}"),
+        );
+    }
+    Ok(())
 }
 
 impl Envelope {
@@ -545,7 +645,7 @@ mod tests {
                 product_id: "item1".into(),
                 quantity: 2,
             }],
-            total_amount: Money::from_cents(259_999),
+            total_amount: Some(Money::from_cents(259_999)),
             placed_at: OffsetDateTime::UNIX_EPOCH,
         }
     }
@@ -562,7 +662,7 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
         assert_eq!(json["type"], "CustomerRejected");
-        assert_eq!(json["version"], 1);
+        assert_eq!(json["version"], EVENT_VERSION);
         assert_eq!(json["orderId"], OrderId::from_uuid(Uuid::nil()).to_string());
         assert_eq!(json["data"]["reason"], "CUSTOMER_BLOCKED");
         assert_eq!(json["data"]["order"]["totalAmount"].to_string(), "2599.99");
@@ -629,7 +729,7 @@ mod tests {
 
     #[test]
     fn money_in_an_envelope_is_exact_text_both_ways() {
-        let order = changed(|o| o.total_amount = Money::from_cents(15_000));
+        let order = changed(|o| o.total_amount = Some(Money::from_cents(15_000)));
         let env = Envelope::new(
             OrderId::new(),
             Event::CustomerValidated(CustomerValidated {
@@ -670,6 +770,7 @@ mod tests {
                 order: snapshot(),
                 amount: Money::from_cents(99_999_999_999_999_999),
                 charge_id: "ch_1".into(),
+                items: vec![],
             }),
         );
         let fields = members(&env);
@@ -798,11 +899,31 @@ mod tests {
     fn traceparent_shares_the_order_trace() {
         let id = OrderId::new();
         let a = Envelope::new(id, Event::OrderPlaced(snapshot()));
-        let b = Envelope::new(id, Event::InventoryReserved(Snapshot { order: snapshot() }));
+        let b = Envelope::new(id, Event::InventoryReserved(priced(&snapshot())));
         let (ta, tb) = (a.traceparent(), b.traceparent());
         assert_eq!(ta.len(), 55);
         assert_eq!(ta[3..35], tb[3..35], "same trace id");
         assert_ne!(ta[36..52], tb[36..52], "different span ids");
+    }
+
+    /// `order` priced at 1.00 a piece.
+    fn priced(order: &OrderSnapshot) -> Priced {
+        let items: Vec<PricedItem> = order
+            .items
+            .iter()
+            .map(|i| PricedItem {
+                product_id: i.product_id.clone(),
+                quantity: i.quantity,
+                unit_price: Money::from_cents(100),
+                line_total: Money::from_cents(100 * i64::from(i.quantity)),
+            })
+            .collect();
+        let total = items.iter().map(|i| i.line_total.cents()).sum();
+        Priced {
+            order: order.clone(),
+            items,
+            total_amount: Money::from_cents(total),
+        }
     }
 
     /// One event of every type, each carrying `order`.
@@ -824,13 +945,14 @@ mod tests {
                 credit_limit: Money::from_cents(1_000_000),
             }),
             Event::CustomerRejected(rejection()),
-            Event::InventoryReserved(snapshot()),
+            Event::InventoryReserved(priced(order)),
             Event::InventoryRejected(rejection()),
             Event::InventoryReleased(snapshot()),
             Event::PaymentProcessed(PaymentProcessed {
                 order: order.clone(),
-                amount: order.total_amount,
+                amount: priced(order).total_amount,
                 charge_id: "ch_0123456789abcdef0123456789abcdef".into(),
+                items: priced(order).items,
             }),
             Event::PaymentFailed(rejection()),
         ]
@@ -979,17 +1101,17 @@ mod tests {
             ),
             (
                 "amount 0",
-                changed(|o| o.total_amount = Money::ZERO),
+                changed(|o| o.total_amount = Some(Money::ZERO)),
                 "totalAmount is 0.00: must be more than 0.00 and at most 1000000.00",
             ),
             (
                 "a negative amount",
-                changed(|o| o.total_amount = Money::from_cents(-1)),
+                changed(|o| o.total_amount = Some(Money::from_cents(-1))),
                 "totalAmount is -0.01",
             ),
             (
                 "an absurd amount",
-                changed(|o| o.total_amount = Money::from_cents(100_000_001)),
+                changed(|o| o.total_amount = Some(Money::from_cents(100_000_001))),
                 "totalAmount is 1000000.01",
             ),
             (
@@ -1065,8 +1187,8 @@ mod tests {
         let id64 = "A-z.0_9".repeat(9) + "a";
         assert_eq!(id64.len(), 64);
         for order in [
-            changed(|o| o.total_amount = Money::from_cents(1)),
-            changed(|o| o.total_amount = Money::MAX_AMOUNT),
+            changed(|o| o.total_amount = Some(Money::from_cents(1))),
+            changed(|o| o.total_amount = Some(Money::MAX_AMOUNT)),
             changed(|o| o.items = items(&[("item1", 1)])),
             // 100 entries of 1000 of one product, added up by the edge.
             changed(|o| o.items = items(&[("item1", 100_000)])),
@@ -1109,6 +1231,7 @@ mod tests {
                     order: snapshot(),
                     amount: Money::from_cents(cents),
                     charge_id: charge.into(),
+                    items: vec![],
                 }),
             )
         };
@@ -1185,5 +1308,56 @@ mod tests {
             assert_eq!(Reason::parse(reason.as_str()), Some(reason));
         }
         assert_eq!(Reason::parse("out_of_stock"), None, "exact case only");
+    }
+
+    #[test]
+    fn priced_lines_must_be_the_orders_and_add_up() {
+        let id = OrderId::new();
+        let order = changed(|o| o.items = items(&[("item1", 2), ("item3", 1)]));
+        let check = |p: Priced| {
+            let env = Envelope::new(id, Event::InventoryReserved(p));
+            env.check(&env.subject()).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(priced(&order)), Ok(()));
+        type Breaking = fn(&mut Priced);
+        let broken: [(Breaking, &str); 5] = [
+            (
+                |p| p.total_amount = Money::from_cents(1),
+                "data.totalAmount is 0.01: the lines add up to 3.00",
+            ),
+            (
+                |p| p.items[1].line_total = Money::from_cents(99),
+                "data.items[1].lineTotal is 0.99: 1.00 × 1 is not that",
+            ),
+            (
+                |p| p.items[0].quantity = 3,
+                "data.items[0].productId is 3 × item1: the order's line 0 is 2 × item1",
+            ),
+            (
+                |p| {
+                    p.items.pop();
+                },
+                "data.items has 1 lines: the order has 2",
+            ),
+            (
+                |p| p.items[0].unit_price = Money::from_cents(-100),
+                "data.items[0].unitPrice is -1.00: must not be negative",
+            ),
+        ];
+        for (breaking, reason) in broken {
+            let mut p = priced(&order);
+            breaking(&mut p);
+            assert_eq!(check(p).unwrap_err(), reason);
+        }
+    }
+
+    #[test]
+    fn an_order_without_a_client_amount_travels_as_null() {
+        let order = changed(|o| o.total_amount = None);
+        let env = Envelope::new(OrderId::new(), Event::OrderPlaced(order));
+        let text = String::from_utf8(env.encode().to_vec()).unwrap();
+        assert!(text.contains(r#""totalAmount":null"#), "{text}");
+        assert_eq!(Envelope::decode(text.as_bytes()).unwrap(), env);
+        assert_eq!(env.check(&env.subject()), Ok(()));
     }
 }

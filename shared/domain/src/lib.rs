@@ -8,6 +8,6 @@ pub mod events;
 pub mod ids;
 pub mod money;
 
-pub use events::{Envelope, Event, EventKind, Item, OrderSnapshot, Reason};
+pub use events::{Envelope, Event, EventKind, Item, OrderSnapshot, PricedItem, Reason};
 pub use ids::{CustomerId, EventId, OrderId, ProductId};
 pub use money::Money;

@@ -88,6 +88,11 @@ impl Money {
     pub fn checked_add(self, other: Money) -> Option<Money> {
         self.0.checked_add(other.0).map(Money)
     }
+
+    /// `quantity` of this amount; `None` beyond what an `i64` of cents holds.
+    pub fn times(self, quantity: u32) -> Option<Money> {
+        self.0.checked_mul(i64::from(quantity)).map(Money)
+    }
 }
 
 impl fmt::Display for Money {

@@ -95,7 +95,7 @@ async fn a_consumer_that_dies_takes_readiness_down_and_is_started_again() {
             product_id: "item1".into(),
             quantity: 1,
         }],
-        total_amount: Money::from_cents(2_599),
+        total_amount: Some(Money::from_cents(2_599)),
         placed_at: time::OffsetDateTime::now_utc(),
     };
     let placed = Envelope::new(oms_domain::OrderId::new(), Event::OrderPlaced(order));
