@@ -483,6 +483,57 @@ impl Stack {
         answer["orderId"].as_str().expect("an order id").to_string()
     }
 
+    /// `POST path` on the edge, as the holder of `token` (an operator if `None`), with a JSON
+    /// body if given; returns the status and the parsed answer.
+    pub async fn post_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.edge());
+        let mut request = match token {
+            Some(token) => reqwest::Client::new().post(url).bearer_auth(token),
+            None => self.http.post(url),
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().await.expect("edge answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET path` on the edge as the holder of `token`: status and parsed answer.
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.edge()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("edge answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the order's status is `status`; returns the order.
+    pub async fn until_status(&self, order_id: &str, status: &str) -> Value {
+        let path = format!("/orders/{order_id}");
+        eventually(
+            DEADLINE,
+            &format!("order {order_id} to be {status}"),
+            || {
+                let path = path.clone();
+                async move {
+                    let (code, body) = self.get(&path).await;
+                    let order: Value = serde_json::from_str(&body).ok()?;
+                    (code == 200 && order["status"] == status).then_some(order)
+                }
+            },
+        )
+        .await
+    }
+
     /// `GET path` on the edge: status and body text.
     pub async fn get(&self, path: &str) -> (u16, String) {
         let r = self
@@ -585,20 +636,69 @@ impl Stack {
     }
 
     /// The order ids that have a charge in the payment ledger.
+    /// The orders the ledger holds a charge of (not a void, not refunds).
     pub async fn charged(&self) -> HashSet<String> {
+        self.ledger()
+            .await
+            .into_iter()
+            .filter(|(_, money)| money.charged.is_some())
+            .map(|(order, _)| order)
+            .collect()
+    }
+
+    /// What the ledger says of each order it knows: charged, refunded, voided.
+    pub async fn ledger(&self) -> HashMap<String, Settled> {
+        use oms_payment::gateway::{Entry, Refund};
         let ledger = self
             .jetstream()
             .await
             .get_key_value("payment-ledger")
             .await
             .expect("the ledger bucket");
-        ledger
+        let keys: Vec<String> = ledger
             .keys()
             .await
             .expect("ledger keys")
             .map(|k| k.expect("a ledger key"))
             .collect()
-            .await
+            .await;
+        let mut settled: HashMap<String, Settled> = HashMap::new();
+        for key in keys {
+            let Some(value) = ledger.get(&key).await.expect("a ledger entry") else {
+                continue;
+            };
+            match key.strip_suffix(".refund") {
+                Some(order) => {
+                    let refund: Refund = serde_json::from_slice(&value).expect("a refund");
+                    settled.entry(order.to_string()).or_default().refunded = Some(refund.amount);
+                }
+                None => {
+                    let order_id = key.parse().expect("an order id");
+                    let entry = settled.entry(key.clone()).or_default();
+                    match Entry::read(order_id, &value).expect("a ledger entry") {
+                        Entry::Charged(charge) => entry.charged = Some(charge.amount),
+                        Entry::Voided(_) => entry.voided = true,
+                    }
+                }
+            }
+        }
+        settled
+    }
+}
+
+/// An order's money, as the ledger has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settled {
+    pub charged: Option<oms_domain::Money>,
+    pub refunded: Option<oms_domain::Money>,
+    pub voided: bool,
+}
+
+impl Settled {
+    /// Charged less refunded.
+    pub fn kept(&self) -> oms_domain::Money {
+        let cents = |m: Option<oms_domain::Money>| m.map_or(0, |m| m.cents());
+        oms_domain::Money::from_cents(cents(self.charged) - cents(self.refunded))
     }
 }
 

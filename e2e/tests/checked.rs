@@ -132,7 +132,7 @@ async fn events_that_disagree_or_are_out_of_range_go_to_the_dlq_and_change_nothi
             publisher: Identity::Order,
             subject: format!("orders.rejected.{a}"),
             payload: placed(a, order(2, 5_000)).encode().to_vec(),
-            readers: &["inventory"],
+            readers: &["inventory", "payment"],
             reason: format!(
                 "invalid event: subject orders.rejected.{a} does not match the envelope's type \
                  OrderPlaced, which is published on orders.placed.{a}"
@@ -215,7 +215,7 @@ async fn events_that_disagree_or_are_out_of_range_go_to_the_dlq_and_change_nothi
             assert_eq!(stack.count(DLQ, &subject).await, 1, "{}: once", m.what);
         }
     }
-    for durable in ["customer", "inventory", "order-orders"] {
+    for durable in ["customer", "inventory", "order-orders", "payment-orders"] {
         stack.drained(ORDERS, durable).await;
     }
     let letters: usize = bad.iter().map(|m| m.readers.len()).sum();

@@ -3,7 +3,9 @@
 //! | call | customer | operator |
 //! |---|---|---|
 //! | `POST /orders` | only with its own `customerId` (else 403) | for any customer |
-//! | `GET /orders/{id}` | its own orders; another's is 404, as if it did not exist | any |
+//! | `GET /orders/{id}`, `…/history` | its own orders; another's is 404, as if it did not exist | any |
+//! | `POST /orders/{id}/cancel` | its own orders; another's is 404 | any |
+//! | `POST /orders/{id}/ship`, `…/deliver` | never (403) | any |
 //! | `GET /orders` | its own: no `customerId` means its own, another's is 403 | any, filtered or not |
 //! | `GET /customers/{id}` | its own record; another's is 403 (decided without looking) | any |
 //! | `GET /products/{id}` | any | any |
@@ -39,6 +41,21 @@ pub fn read_order(caller: &Caller, owner: &str) -> Result<(), Denied> {
         Role::Operator => Ok(()),
         Role::Customer if caller.sub == owner => Ok(()),
         Role::Customer => Err(Denied::Hidden),
+    }
+}
+
+/// May `caller` cancel an order of `owner`? Who may read it may cancel it.
+pub fn cancel_order(caller: &Caller, owner: &str) -> Result<(), Denied> {
+    read_order(caller, owner)
+}
+
+/// May `caller` ship and deliver orders? Operators only (the warehouse, the carrier).
+pub fn fulfil_orders(caller: &Caller) -> Result<(), Denied> {
+    match caller.role {
+        Role::Operator => Ok(()),
+        Role::Customer => Err(Denied::Forbidden(
+            "only an operator ships and delivers orders",
+        )),
     }
 }
 
@@ -104,6 +121,15 @@ mod tests {
         assert_eq!(read_order(&ada(), OWN), Ok(()));
         assert_eq!(read_order(&ada(), OTHER), Err(Denied::Hidden));
         assert_eq!(read_order(&ops(), OTHER), Ok(()));
+    }
+
+    #[test]
+    fn cancelling_shipping_and_delivering() {
+        assert_eq!(cancel_order(&ada(), OWN), Ok(()));
+        assert_eq!(cancel_order(&ada(), OTHER), Err(Denied::Hidden));
+        assert_eq!(cancel_order(&ops(), OTHER), Ok(()));
+        assert!(matches!(fulfil_orders(&ada()), Err(Denied::Forbidden(_))));
+        assert_eq!(fulfil_orders(&ops()), Ok(()));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod authz;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod limits;
 pub mod place;
 pub mod problem;
@@ -31,8 +32,8 @@ use oms_bus::Bus;
 use oms_bus::api::{self};
 use oms_config::Config;
 use oms_domain::api::{
-    CustomerView, GetCustomer, GetOrder, GetProduct, ListOrders, OrderPage, OrderStatus, OrderView,
-    ProductView,
+    CustomerView, GetCustomer, GetHistory, GetOrder, GetProduct, HistoryEntry, ListOrders,
+    OrderHistory, OrderPage, OrderStatus, OrderView, ProductView,
 };
 use oms_domain::events::EVENT_VERSION;
 use oms_domain::{CustomerId, Envelope, Event, OrderId, OrderSnapshot};
@@ -48,6 +49,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::auth::{Authentication, Authenticator, Caller, Refusal};
 use crate::authz::Denied;
 use crate::idempotency::{Claim, Claimed};
+use crate::lifecycle::{Request, Verdict};
 use crate::limits::RateLimiter;
 use crate::place::MAX_BODY;
 use crate::problem::Problem;
@@ -165,6 +167,37 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(with_bus.clone())
         .and_then(list_orders);
+    let cancel = warp::path!("orders" / String / "cancel")
+        .and(warp::post())
+        .and(caller())
+        .map(|id, caller| (id, caller, Request::Cancel))
+        .untuple_one()
+        .and(with_bus.clone())
+        .and_then(change_order);
+    let ship = warp::path!("orders" / String / "ship")
+        .and(warp::post())
+        .and(caller())
+        .and(json_content_type())
+        .and(limited_body())
+        .and_then(|id, caller, body: Bytes| async move {
+            let request = lifecycle::parse_shipment(&body).map_err(warp::reject::custom)?;
+            Ok::<_, Rejection>((id, caller, request))
+        })
+        .untuple_one()
+        .and(with_bus.clone())
+        .and_then(change_order);
+    let deliver = warp::path!("orders" / String / "deliver")
+        .and(warp::post())
+        .and(caller())
+        .map(|id, caller| (id, caller, Request::Deliver))
+        .untuple_one()
+        .and(with_bus.clone())
+        .and_then(change_order);
+    let history = warp::path!("orders" / String / "history")
+        .and(warp::get())
+        .and(caller())
+        .and(with_bus.clone())
+        .and_then(order_history);
     let get_customer = warp::path!("customers" / String)
         .and(warp::get())
         .and(caller())
@@ -177,6 +210,10 @@ pub fn routes(
         .and_then(get_product);
     place
         .or(get_order)
+        .or(cancel)
+        .or(ship)
+        .or(deliver)
+        .or(history)
         .or(list_orders)
         .or(get_customer)
         .or(get_product)
@@ -358,6 +395,12 @@ fn unavailable() -> Problem {
 }
 
 async fn get_order(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, Rejection> {
+    let order = readable_order(&id, &caller, &bus).await?;
+    Ok(warp::reply::json(&order))
+}
+
+/// The order `id` as its owner or an operator may see it (read your writes, as `GET`), or 404.
+async fn readable_order(id: &str, caller: &Caller, bus: &Bus) -> Result<OrderView, Problem> {
     let not_found = || Problem::not_found(format!("order {id} does not exist"));
     let order_id: OrderId = id.parse().map_err(|_| not_found())?;
     let order =
@@ -365,14 +408,93 @@ async fn get_order(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, R
             .await
         {
             Ok(order) => order,
-            // Accepted but not projected yet: the stream has it.
             Err(api::ApiError::NotFound(_)) => placed_order(&bus.js, order_id)
                 .await?
                 .ok_or_else(not_found)?,
-            Err(e) => return Err(Problem::from(e).into()),
+            Err(e) => return Err(Problem::from(e)),
         };
-    authz::read_order(&caller, order.customer_id.as_str()).map_err(|d| denied(d, not_found))?;
-    Ok(warp::reply::json(&order))
+    authz::read_order(caller, order.customer_id.as_str()).map_err(|d| denied(d, not_found))?;
+    Ok(order)
+}
+
+/// `POST /orders/{id}/cancel`, `/ship`, `/deliver`: 202 once the request is on the stream (or
+/// was done before), 409 when the order's status does not allow it.
+async fn change_order(
+    id: String,
+    caller: Caller,
+    request: Request,
+    bus: Bus,
+) -> Result<impl Reply, Rejection> {
+    match request {
+        Request::Cancel => {}
+        Request::Ship { .. } | Request::Deliver => {
+            authz::fulfil_orders(&caller).map_err(|d| denied(d, || unreachable_hidden(&id)))?
+        }
+    }
+    let order = readable_order(&id, &caller, &bus).await?;
+    if let Request::Cancel = request {
+        authz::cancel_order(&caller, order.customer_id.as_str())
+            .map_err(|d| denied(d, || unreachable_hidden(&id)))?;
+    }
+    match request.verdict(order.status, order.tracking_number.as_deref()) {
+        Verdict::Conflict(detail) => {
+            return Err(Problem::new(StatusCode::CONFLICT, "illegal-transition", detail).into());
+        }
+        Verdict::Done => {}
+        Verdict::Accept => {
+            if bus.client.connection_state() != State::Connected {
+                return Err(unavailable().into());
+            }
+            let event = Envelope::new(order.order_id, request.event(&caller));
+            if let Err(e) = bus::publish(&bus.js, &event).await {
+                warn!(order_id = %order.order_id, error = %e, "request not accepted");
+                return Err(unavailable().into());
+            }
+            info!(order_id = %order.order_id, request = ?request, "request accepted");
+        }
+    }
+    let reply = warp::reply::json(&Accepted {
+        order_id: order.order_id,
+        status: request.target(),
+    });
+    Ok(warp::reply::with_status(reply, StatusCode::ACCEPTED))
+}
+
+/// A 404 for a refusal that is a 403 by construction (the role decides, not the order).
+fn unreachable_hidden(id: &str) -> Problem {
+    Problem::not_found(format!("order {id} does not exist"))
+}
+
+/// `GET /orders/{id}/history`: every event of the order, in order.
+async fn order_history(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, Rejection> {
+    let not_found = || Problem::not_found(format!("order {id} does not exist"));
+    let order_id: OrderId = id.parse().map_err(|_| not_found())?;
+    let history = match api::call::<_, OrderHistory>(
+        &bus.client,
+        endpoints::ORDERS_HISTORY,
+        &GetHistory { order_id },
+    )
+    .await
+    {
+        Ok(history) => history,
+        // Accepted but not projected yet: its history so far is its placing.
+        Err(api::ApiError::NotFound(_)) => {
+            let placed = placed_event(&bus.js, order_id)
+                .await?
+                .ok_or_else(not_found)?;
+            let Event::OrderPlaced(order) = &placed.event else {
+                return Err(not_found().into());
+            };
+            OrderHistory {
+                order_id,
+                customer_id: order.customer_id.clone(),
+                history: vec![HistoryEntry::of(&placed)],
+            }
+        }
+        Err(e) => return Err(Problem::from(e).into()),
+    };
+    authz::read_order(&caller, history.customer_id.as_str()).map_err(|d| denied(d, not_found))?;
+    Ok(warp::reply::json(&history))
 }
 
 /// The order as `orders.placed` holds it, PENDING, if it was ever accepted.
@@ -380,6 +502,30 @@ async fn placed_order(
     js: &jetstream::Context,
     order_id: OrderId,
 ) -> Result<Option<OrderView>, Problem> {
+    let Some(envelope) = placed_event(js, order_id).await? else {
+        return Ok(None);
+    };
+    let Event::OrderPlaced(order) = envelope.event else {
+        return Ok(None);
+    };
+    Ok(Some(OrderView {
+        order_id,
+        customer_id: order.customer_id,
+        items: order.items.into_iter().map(Into::into).collect(),
+        total_amount: order.total_amount,
+        status: OrderStatus::Pending,
+        reason: None,
+        tracking_number: None,
+        created_at: order.placed_at,
+        updated_at: order.placed_at,
+    }))
+}
+
+/// The `orders.placed` event of the order, if it was ever accepted.
+async fn placed_event(
+    js: &jetstream::Context,
+    order_id: OrderId,
+) -> Result<Option<Envelope>, Problem> {
     use async_nats::jetstream::stream::DirectGetErrorKind;
     let stream = js
         .get_stream_no_info(topology::ORDERS)
@@ -399,30 +545,17 @@ async fn placed_order(
     };
     // What is not a valid OrderPlaced of this very order was never accepted by an edge (the
     // consumers send it to the DLQ): no such order.
-    let envelope = match Envelope::decode(&message.payload) {
-        Ok(envelope) if envelope.order_id == order_id => envelope,
+    match Envelope::decode(&message.payload) {
+        Ok(envelope) if envelope.order_id == order_id => Ok(Some(envelope)),
         Ok(_) => {
             warn!(%order_id, "an event of another order on this order's subject");
-            return Ok(None);
+            Ok(None)
         }
         Err(e) => {
             warn!(%order_id, error = %e, "unreadable event on this order's subject");
-            return Ok(None);
+            Ok(None)
         }
-    };
-    let Event::OrderPlaced(order) = envelope.event else {
-        return Ok(None);
-    };
-    Ok(Some(OrderView {
-        order_id,
-        customer_id: order.customer_id,
-        items: order.items.into_iter().map(Into::into).collect(),
-        total_amount: order.total_amount,
-        status: OrderStatus::Pending,
-        reason: None,
-        created_at: order.placed_at,
-        updated_at: order.placed_at,
-    }))
+    }
 }
 
 async fn list_orders(

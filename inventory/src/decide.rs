@@ -168,7 +168,7 @@ pub fn on_rejected(current: Option<Status>) -> OnRejected {
 pub enum Ask<'a> {
     /// An order was placed: price it and reserve its items.
     Reserve(OrderId, &'a OrderSnapshot),
-    /// An order was rejected: give back what it holds.
+    /// An order ended unfulfilled (rejected, cancelled): give back what it holds.
     Release(OrderId),
 }
 
@@ -178,7 +178,8 @@ pub enum Answer {
     /// Reserved, and priced: the lines and their sum.
     Reserved(Vec<PricedItem>, Money),
     Rejected(Reason, String),
-    Released,
+    /// Given back: what went back.
+    Released(Vec<Item>),
     /// Nothing to announce (a rejection of an order that took nothing).
     Silent,
 }
@@ -192,6 +193,17 @@ pub struct Held {
 }
 
 impl Held {
+    /// What it holds, as lines.
+    fn items(&self) -> Vec<Item> {
+        self.items
+            .iter()
+            .map(|(product, taken)| Item {
+                product_id: product.clone(),
+                quantity: u32::try_from(taken.quantity).unwrap_or(u32::MAX),
+            })
+            .collect()
+    }
+
     fn nothing(status: Status, reason: Option<(Reason, String)>) -> Self {
         Held {
             status,
@@ -260,9 +272,11 @@ pub fn plan(asks: &[Ask<'_>], mut held: HashMap<OrderId, Held>, mut stock: Stock
                         }
                         h.status = Status::Released;
                         plan.released.push(order_id);
-                        Answer::Released
+                        Answer::Released(h.items())
                     }
-                    OnRejected::AnnounceAgain => Answer::Released,
+                    OnRejected::AnnounceAgain => {
+                        Answer::Released(current.map(|h| h.items()).unwrap_or_default())
+                    }
                     OnRejected::Cancel => {
                         let h = Held::nothing(Status::Cancelled, None);
                         plan.new.push((order_id, h.clone()));
@@ -459,7 +473,7 @@ mod tests {
             p.answers[2],
             Answer::Rejected(Reason::OutOfStock, _)
         ));
-        assert_eq!(p.answers[3], Answer::Released);
+        assert_eq!(p.answers[3], Answer::Released(vec![item("item4", 2)]));
         reserved(&p.answers[4]);
         assert_eq!(p.delta["item4"], -4);
         assert_eq!(p.released, vec![id(1)]);
@@ -506,7 +520,8 @@ mod tests {
         ];
         let p = plan(&steps, held, stock());
         assert_eq!(reserved(&p.answers[0]), Money::from_cents(100));
-        assert_eq!(p.answers[1..], [Answer::Released, Answer::Released]);
+        let back = Answer::Released(vec![item("item1", 1)]);
+        assert_eq!(p.answers[1..], [back.clone(), back]);
         assert_eq!(p.delta["item1"], 1);
         assert!(p.new.is_empty());
         assert_eq!(p.released, vec![id(1)]);

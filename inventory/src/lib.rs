@@ -1,7 +1,7 @@
 //! The inventory service: reserves the stock of every placed order, all of it or none, and gives
 //! it back when the order is rejected.
 //!
-//! takes `orders.placed` and `orders.rejected` → loads their reservations and the stock with
+//! takes `orders.placed`, `orders.rejected` and `orders.cancelled` → loads their reservations and the stock with
 //! its prices → decides (pure: price the order and reserve all or nothing, rejecting it when the
 //! client's amount is not the priced total; release, or cancel ahead when the rejection came
 //! first) → takes or gives back stock and records the reservations in one transaction →
@@ -17,7 +17,7 @@ use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::api::{GetProduct, ProductView};
-use oms_domain::events::{Priced, Rejection, Snapshot};
+use oms_domain::events::{Priced, Rejection, Released};
 use oms_domain::{Event, EventKind, OrderId, OrderSnapshot, ProductId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
@@ -58,28 +58,24 @@ pub async fn run(
     service.run().await
 }
 
-/// What inventory takes: placed orders to reserve, rejected ones to release.
+/// What inventory takes: placed orders to reserve, and orders that ended without being
+/// fulfilled (rejected or cancelled) to release.
 pub enum StockEvent {
     Placed(OrderSnapshot),
-    Rejected(Rejection),
-}
-
-impl StockEvent {
-    fn order(&self) -> &OrderSnapshot {
-        match self {
-            StockEvent::Placed(order) => order,
-            StockEvent::Rejected(rejection) => &rejection.order,
-        }
-    }
+    Ended,
 }
 
 impl Input for StockEvent {
-    const KINDS: &'static [EventKind] = &[EventKind::OrderPlaced, EventKind::OrderRejected];
+    const KINDS: &'static [EventKind] = &[
+        EventKind::OrderPlaced,
+        EventKind::OrderRejected,
+        EventKind::OrderCancelled,
+    ];
 
     fn take(event: Event) -> Option<Self> {
         match event {
             Event::OrderPlaced(order) => Some(StockEvent::Placed(order)),
-            Event::OrderRejected(rejection) => Some(StockEvent::Rejected(rejection)),
+            Event::OrderRejected(_) | Event::OrderCancelled(_) => Some(StockEvent::Ended),
             _ => None,
         }
     }
@@ -117,7 +113,7 @@ impl Step for Inventory {
             .iter()
             .filter_map(|a| match &a.event {
                 StockEvent::Placed(order) => Some(order.items.iter()),
-                StockEvent::Rejected(_) => None,
+                StockEvent::Ended => None,
             })
             .flatten()
             .map(|i| &i.product_id)
@@ -140,7 +136,7 @@ impl Step for Inventory {
             .iter()
             .map(|a| match &a.event {
                 StockEvent::Placed(order) => Ask::Reserve(a.order_id, order),
-                StockEvent::Rejected(_) => Ask::Release(a.order_id),
+                StockEvent::Ended => Ask::Release(a.order_id),
             })
             .collect();
         decide::plan(&asks, held, stock)
@@ -165,25 +161,29 @@ impl Step for Inventory {
         Ok(batch
             .iter()
             .zip(plan.answers)
-            .map(|(arrival, answer)| announcement(arrival.event.order().clone(), answer))
+            .map(|(arrival, answer)| announcement(&arrival.event, answer))
             .collect())
     }
 }
 
 /// The event that tells payment and order what inventory did, if anything.
-fn announcement(order: OrderSnapshot, answer: Answer) -> Option<Event> {
+fn announcement(arrival: &StockEvent, answer: Answer) -> Option<Event> {
+    let order = || match arrival {
+        StockEvent::Placed(order) => Some(order.clone()),
+        StockEvent::Ended => None,
+    };
     Some(match answer {
         Answer::Reserved(items, total_amount) => Event::InventoryReserved(Priced {
-            order,
+            order: order()?,
             items,
             total_amount,
         }),
         Answer::Rejected(reason, detail) => Event::InventoryRejected(Rejection {
-            order,
+            order: order()?,
             reason,
             detail,
         }),
-        Answer::Released => Event::InventoryReleased(Snapshot { order }),
+        Answer::Released(items) => Event::InventoryReleased(Released { items }),
         Answer::Silent => return None,
     })
 }

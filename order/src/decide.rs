@@ -1,11 +1,14 @@
 //! The order's life, as pure functions: which status an event moves it to, what a batch
-//! changes, and what is announced.
+//! changes, and what is announced. The saga (placed, verdicts, payment) takes an order from
+//! PENDING to CONFIRMED or REJECTED ([`plan`]); the lifecycle's requests and its deadline take
+//! it on from there ([`Command`], [`lifecycle`]), along the graph of
+//! [`OrderStatus::may_become`].
 
 use std::collections::{HashMap, HashSet};
 
 use oms_bus::Incoming;
 use oms_domain::api::OrderStatus;
-use oms_domain::events::{PaymentProcessed, Rejection, Snapshot};
+use oms_domain::events::{Cancellation, Nothing, PaymentProcessed, Rejection, Shipment, Snapshot};
 use oms_domain::{Event, EventId, Money, OrderId, OrderSnapshot, PricedItem, Reason};
 
 /// What order takes: every event that moves an order.
@@ -34,6 +37,8 @@ pub struct Head {
     pub status: OrderStatus,
     pub reason: Option<Reason>,
     pub detail: Option<String>,
+    pub tracking_number: Option<String>,
+    /// Whether the event of the current status is on its stream.
     pub announced: bool,
 }
 
@@ -44,6 +49,7 @@ impl Head {
             status: OrderStatus::Pending,
             reason: None,
             detail: None,
+            tracking_number: None,
             announced: false,
         }
     }
@@ -58,9 +64,10 @@ pub struct Transition {
 }
 
 /// PENDING → CONFIRMED on `payments.processed`; PENDING → REJECTED on any rejection or
-/// `payments.failed`, keeping the first reason. A terminal status never changes again.
+/// `payments.failed`, keeping the first reason. Only a PENDING order moves: the saga has no
+/// say over one confirmed, rejected or cancelled.
 pub fn transition(current: OrderStatus, arrival: &OrderEvent) -> Option<Transition> {
-    if current.is_terminal() {
+    if current != OrderStatus::Pending {
         return None;
     }
     match arrival {
@@ -140,16 +147,126 @@ pub fn announcements(
             }
             let order = incoming.event.order().clone();
             match head.status {
-                OrderStatus::Pending => None,
                 OrderStatus::Confirmed => Some(Event::OrderConfirmed(Snapshot { order })),
-                OrderStatus::Rejected => Some(Event::OrderRejected(Rejection {
-                    order,
-                    reason: head.reason.unwrap_or(Reason::PaymentDeclined),
-                    detail: head.detail.clone().unwrap_or_default(),
-                })),
+                // Rejected by the saga; a deadline's rejection is announced by the lifecycle.
+                OrderStatus::Rejected if head.reason != Some(Reason::TimedOut) => {
+                    Some(Event::OrderRejected(Rejection {
+                        order,
+                        reason: head.reason.unwrap_or(Reason::PaymentDeclined),
+                        detail: head.detail.clone().unwrap_or_default(),
+                    }))
+                }
+                _ => None,
             }
         })
         .collect()
+}
+
+/// What the lifecycle takes: requests people made through the edge, and deadlines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Cancel(Reason),
+    Ship(String),
+    Deliver,
+    /// The order's deadline came; it carries the order, for the rejection.
+    Deadline(OrderSnapshot),
+}
+
+impl Command {
+    /// The status it would move an order to.
+    pub fn target(&self) -> OrderStatus {
+        match self {
+            Command::Cancel(_) => OrderStatus::Cancelled,
+            Command::Ship(_) => OrderStatus::Shipped,
+            Command::Deliver => OrderStatus::Delivered,
+            Command::Deadline(_) => OrderStatus::Rejected,
+        }
+    }
+
+    fn transition(&self) -> Transition {
+        let (reason, detail) = match self {
+            Command::Cancel(reason) => (Some(*reason), None),
+            Command::Deadline(_) => (
+                Some(Reason::TimedOut),
+                Some("the order was still pending when its deadline came".to_string()),
+            ),
+            Command::Ship(_) | Command::Deliver => (None, None),
+        };
+        Transition {
+            status: self.target(),
+            reason,
+            detail,
+        }
+    }
+}
+
+/// What the lifecycle does with one command, given the order's head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Move the order from the status it is in (and then announce it).
+    Move { from: OrderStatus, to: Transition },
+    /// The order already is where the command would take it, but that is not on its stream
+    /// yet (a crash between the commit and the publish): announce it.
+    Announce,
+    /// Not now: the order is not known yet, or its current status is not yet announced (the
+    /// command waits and comes again, so events go out in the order statuses were reached).
+    Later,
+    /// Nothing to do: done before, or not a move the graph allows (the edge answered 409
+    /// for what it could see; this is a race it could not).
+    Nothing,
+}
+
+/// The lifecycle's decision for `command` on an order whose head is `head` (`None`: not
+/// projected yet).
+pub fn lifecycle(head: Option<&Head>, command: &Command) -> Step {
+    let Some(head) = head else {
+        return Step::Later;
+    };
+    let target = command.target();
+    let done = match command {
+        // Rejected for another reason first: that one stands.
+        Command::Deadline(_) => head.status == target && head.reason == Some(Reason::TimedOut),
+        _ => head.status == target,
+    };
+    if done {
+        return if head.announced {
+            Step::Nothing
+        } else {
+            Step::Announce
+        };
+    }
+    if !head.status.may_become(target) {
+        return Step::Nothing;
+    }
+    // A PENDING order has nothing to announce; any other must be announced before it moves on.
+    if head.status != OrderStatus::Pending && !head.announced {
+        return Step::Later;
+    }
+    Step::Move {
+        from: head.status,
+        to: command.transition(),
+    }
+}
+
+/// The event that says what `command` did to an order now in `head`.
+pub fn lifecycle_event(command: &Command, head: &Head) -> Event {
+    match command {
+        Command::Cancel(_) => Event::OrderCancelled(Cancellation {
+            reason: head.reason.unwrap_or(Reason::CancelledByOperator),
+        }),
+        Command::Ship(requested) => Event::OrderShipped(Shipment {
+            tracking_number: head
+                .tracking_number
+                .clone()
+                .unwrap_or_else(|| requested.clone()),
+        }),
+        Command::Deliver => Event::OrderDelivered(Nothing {}),
+        Command::Deadline(order) => Event::OrderRejected(Rejection {
+            order: order.clone(),
+            reason: Reason::TimedOut,
+            detail: head.detail.clone().unwrap_or_default(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -292,5 +409,105 @@ mod tests {
         let plan = plan(&batch, &HashSet::new(), heads);
         assert!(plan.new.is_empty() && plan.changes.is_empty());
         assert_eq!(announcements(&batch, &plan.heads), vec![None]);
+    }
+
+    fn head(status: OrderStatus, announced: bool) -> Head {
+        Head {
+            status,
+            announced,
+            ..Head::pending()
+        }
+    }
+
+    #[test]
+    fn the_lifecycle_moves_forward_along_the_graph_once() {
+        use OrderStatus::*;
+        let cancel = Command::Cancel(Reason::CancelledByCustomer);
+        let ship = Command::Ship("1Z".into());
+        let deadline = Command::Deadline(order());
+        let moved = |h: Head, c: &Command| match lifecycle(Some(&h), c) {
+            Step::Move { from, to } => Some((from, to.status, to.reason)),
+            _ => None,
+        };
+        assert_eq!(
+            moved(head(Pending, false), &cancel),
+            Some((Pending, Cancelled, Some(Reason::CancelledByCustomer)))
+        );
+        assert_eq!(
+            moved(head(Confirmed, true), &cancel),
+            Some((Confirmed, Cancelled, Some(Reason::CancelledByCustomer)))
+        );
+        assert_eq!(
+            moved(head(Pending, false), &deadline),
+            Some((Pending, Rejected, Some(Reason::TimedOut)))
+        );
+        assert_eq!(
+            moved(head(Confirmed, true), &ship),
+            Some((Confirmed, Shipped, None))
+        );
+        assert_eq!(
+            moved(head(Shipped, true), &Command::Deliver),
+            Some((Shipped, Delivered, None))
+        );
+        // Not along the graph: nothing, whatever comes.
+        for (status, command) in [
+            (Shipped, &cancel),
+            (Delivered, &cancel),
+            (Rejected, &cancel),
+            (Confirmed, &deadline),
+            (Cancelled, &deadline),
+            (Pending, &ship),
+            (Cancelled, &ship),
+            (Confirmed, &Command::Deliver),
+        ] {
+            assert_eq!(
+                lifecycle(Some(&head(status, true)), command),
+                Step::Nothing,
+                "{status:?} {command:?}"
+            );
+        }
+        // A rejection for another reason is not a timeout done.
+        let rejected = Head {
+            reason: Some(Reason::OutOfStock),
+            ..head(Rejected, true)
+        };
+        assert_eq!(lifecycle(Some(&rejected), &deadline), Step::Nothing);
+    }
+
+    #[test]
+    fn a_move_waits_for_the_order_and_its_announcement_and_a_lost_one_is_made_again() {
+        let cancel = Command::Cancel(Reason::CancelledByOperator);
+        assert_eq!(lifecycle(None, &cancel), Step::Later, "not projected yet");
+        assert_eq!(
+            lifecycle(Some(&head(OrderStatus::Confirmed, false)), &cancel),
+            Step::Later,
+            "orders.confirmed not out yet"
+        );
+        assert_eq!(
+            lifecycle(Some(&head(OrderStatus::Cancelled, false)), &cancel),
+            Step::Announce,
+            "cancelled, but the crash came before orders.cancelled"
+        );
+        assert_eq!(
+            lifecycle(Some(&head(OrderStatus::Cancelled, true)), &cancel),
+            Step::Nothing
+        );
+    }
+
+    #[test]
+    fn a_timed_out_order_is_announced_by_the_lifecycle_not_the_saga() {
+        let a = OrderId::new();
+        let timed_out = Head {
+            reason: Some(Reason::TimedOut),
+            ..head(OrderStatus::Rejected, false)
+        };
+        let heads = HashMap::from([(a, timed_out.clone())]);
+        // A late charge: the saga says nothing (payment refunds it on orders.rejected).
+        assert_eq!(
+            announcements(&[incoming(a, processed())], &heads),
+            vec![None]
+        );
+        let said = lifecycle_event(&Command::Deadline(order()), &timed_out);
+        assert!(matches!(said, Event::OrderRejected(r) if r.reason == Reason::TimedOut));
     }
 }

@@ -58,8 +58,7 @@ pub fn create(script: &mut Script, orders: &[(OrderId, OrderSnapshot, EventId)])
             [
                 (*order_id).into(),
                 (&order.customer_id).into(),
-                // 0: the client gave no amount (see the migration that added prices).
-                order.total_amount.map_or(0, Money::cents).into(),
+                order.total_amount.map(Money::cents).into(),
                 pending.into(),
                 at.into(),
                 at.into(),
@@ -110,7 +109,7 @@ pub fn create(script: &mut Script, orders: &[(OrderId, OrderSnapshot, EventId)])
 /// with [`read_heads`].
 pub fn heads(script: &mut Script, orders: &[OrderId]) -> Part {
     script.push_in(
-        "SELECT order_id, status, reason, detail, announced FROM orders \
+        "SELECT order_id, status, reason, detail, tracking_number, announced FROM orders \
          WHERE order_id IN ({keys})",
         orders,
     )
@@ -148,6 +147,7 @@ fn head_of(row: &AnyRow) -> Result<Head, sqlx::Error> {
             .as_deref()
             .and_then(Reason::parse),
         detail: row.try_get("detail")?,
+        tracking_number: row.try_get("tracking_number")?,
         announced: row.try_get::<i64, _>("announced")? != 0,
     })
 }
@@ -242,6 +242,62 @@ pub fn price(script: &mut Script, prices: &[(OrderId, Money, Vec<PricedItem>)]) 
     );
 }
 
+/// Adds to `script` one move of the lifecycle: the order goes from `from` to the transition's
+/// status (keeping `tracking_number` if given), its event not yet announced, with the history
+/// entry. The part affects 1 row, or 0 if the order was not in `from` any more (another writer
+/// got there first): the caller then rolls back and decides again.
+pub fn change(
+    script: &mut Script,
+    order_id: OrderId,
+    from: OrderStatus,
+    t: &Transition,
+    tracking_number: Option<&str>,
+    event_id: EventId,
+    now: i64,
+) -> Part {
+    let p = script.params();
+    let first = script.len();
+    script.push(
+        format!(
+            "UPDATE orders SET status = {}, reason = COALESCE({}, reason), \
+             detail = COALESCE({}, detail), tracking_number = COALESCE({}, tracking_number), \
+             updated_at = {}, announced = 0 WHERE order_id = {} AND status = {}",
+            p.list(1, 1),
+            p.list(2, 1),
+            p.list(3, 1),
+            p.list(4, 1),
+            p.list(5, 1),
+            p.list(6, 1),
+            p.list(7, 1),
+        ),
+        vec![
+            t.status.as_str().into(),
+            t.reason.map(Reason::as_str).into(),
+            t.detail.as_deref().into(),
+            tracking_number.into(),
+            now.into(),
+            order_id.into(),
+            from.as_str().into(),
+        ],
+    );
+    let moved = script.since(first);
+    script.push(
+        format!(
+            "INSERT INTO order_history (order_id, status, reason, event_id, at) \
+             VALUES ({}) ON CONFLICT (order_id, status) DO NOTHING",
+            p.list(1, 5)
+        ),
+        vec![
+            order_id.into(),
+            t.status.as_str().into(),
+            t.reason.map(Reason::as_str).into(),
+            event_id.into(),
+            now.into(),
+        ],
+    );
+    moved
+}
+
 /// Marks the final status of `orders` as published.
 pub async fn mark_announced(pool: &AnyPool, orders: &[OrderId]) -> Result<(), sqlx::Error> {
     if orders.is_empty() {
@@ -286,8 +342,8 @@ async fn items(pool: &AnyPool, order_id: &str) -> Result<Vec<OrderLine>, sqlx::E
 /// The priced total once there is one, else the client's amount if it gave one.
 fn total(row: &AnyRow) -> Result<Option<Money>, sqlx::Error> {
     let priced: Option<i64> = row.try_get("priced_cents")?;
-    let said: i64 = row.try_get("total_cents")?;
-    Ok(priced.or((said > 0).then_some(said)).map(Money::from_cents))
+    let said: Option<i64> = row.try_get("total_cents")?;
+    Ok(priced.or(said).map(Money::from_cents))
 }
 
 async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
@@ -302,6 +358,7 @@ async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
             .try_get::<Option<String>, _>("reason")?
             .as_deref()
             .and_then(Reason::parse),
+        tracking_number: row.try_get("tracking_number")?,
         created_at: from_micros(row.try_get("created_at")?),
         updated_at: from_micros(row.try_get("updated_at")?),
     })
@@ -309,8 +366,8 @@ async fn view(pool: &AnyPool, row: &AnyRow) -> Result<OrderView, sqlx::Error> {
 
 pub async fn get(pool: &AnyPool, order_id: OrderId) -> Result<Option<OrderView>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT order_id, customer_id, total_cents, priced_cents, status, reason, created_at, \
-                updated_at \
+        "SELECT order_id, customer_id, total_cents, priced_cents, status, reason, \
+                tracking_number, created_at, updated_at \
          FROM orders WHERE order_id = $1",
     )
     .bind(order_id.to_string())
@@ -327,8 +384,8 @@ pub async fn list(pool: &AnyPool, q: &ListOrders) -> Result<OrderPage, sqlx::Err
     let limit = q.limit.clamp(1, 500);
     let cursor = q.after.as_deref().and_then(parse_cursor);
     let rows = sqlx::query(
-        "SELECT order_id, customer_id, total_cents, priced_cents, status, reason, created_at, \
-                updated_at \
+        "SELECT order_id, customer_id, total_cents, priced_cents, status, reason, \
+                tracking_number, created_at, updated_at \
          FROM orders \
          WHERE (CAST($1 AS TEXT) IS NULL OR customer_id = $1) \
            AND (CAST($2 AS TEXT) IS NULL OR status = $2) \

@@ -1,5 +1,9 @@
 //! The simulated payment gateway. Its ledger is KV `payment-ledger`, one create-only entry per
-//! order: a second charge of the same order finds the first one instead of charging again.
+//! order: its charge, or the mark that the order ended (rejected, cancelled) before any charge
+//! (a void). Whichever is created first stands, so a charge and the end of its order can race
+//! and the outcome is still one of two: no charge, or a charge and its refund. A second charge
+//! of the same order finds the first one instead of charging again; a refund is the create-only
+//! entry `<orderId>.refund`, so a charge is refunded at most once.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
 use oms_domain::{Money, OrderId};
@@ -17,6 +21,52 @@ pub struct Charge {
     pub charged_at: time::OffsetDateTime,
 }
 
+/// The mark that an order ended before it was charged: it never will be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Void {
+    pub order_id: OrderId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub voided_at: time::OffsetDateTime,
+}
+
+/// A charge given back (JSON, under `<orderId>.refund`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Refund {
+    pub refund_id: String,
+    pub charge_id: String,
+    pub order_id: OrderId,
+    pub amount: Money,
+    #[serde(with = "time::serde::rfc3339")]
+    pub refunded_at: time::OffsetDateTime,
+}
+
+/// The ledger's key of the refund of `order_id`'s charge.
+pub fn refund_key(order_id: OrderId) -> String {
+    format!("{order_id}.refund")
+}
+
+/// What the ledger holds for an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Charged(Charge),
+    Voided(Void),
+}
+
+impl Entry {
+    pub fn read(order_id: OrderId, value: &[u8]) -> Result<Entry, GatewayError> {
+        // Two plain structs rather than an untagged enum: money must be read from its text.
+        match serde_json::from_slice::<Charge>(value) {
+            Ok(charge) => Ok(Entry::Charged(charge)),
+            Err(e) => match serde_json::from_slice::<Void>(value) {
+                Ok(void) => Ok(Entry::Voided(void)),
+                Err(_) => Err(GatewayError::Corrupt(order_id, e)),
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("ledger unavailable: {0}")]
@@ -25,12 +75,13 @@ pub enum GatewayError {
     Corrupt(OrderId, serde_json::Error),
 }
 
-/// Charges `amount` for `order_id` exactly once; later calls return the first charge.
+/// Charges `amount` for `order_id` exactly once; later calls return the first charge. `None`:
+/// the order ended first (see [`void_or_refund`]), and is not charged.
 pub async fn charge(
     ledger: &Store,
     order_id: OrderId,
     amount: Money,
-) -> Result<Charge, GatewayError> {
+) -> Result<Option<Charge>, GatewayError> {
     let key = order_id.to_string();
     let charge = Charge {
         charge_id: format!("ch_{}", Uuid::new_v4().simple()),
@@ -39,16 +90,65 @@ pub async fn charge(
         charged_at: time::OffsetDateTime::now_utc(),
     };
     let value = serde_json::to_vec(&charge).expect("a charge always serializes");
-    match ledger.create(&key, value.into()).await {
-        Ok(_) => Ok(charge),
-        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-            let existing = ledger
-                .get(&key)
-                .await
-                .map_err(|e| GatewayError::Unavailable(e.to_string()))?
-                .ok_or_else(|| GatewayError::Unavailable("charge vanished".into()))?;
-            serde_json::from_slice(&existing).map_err(|e| GatewayError::Corrupt(order_id, e))
-        }
+    match create_or_read(ledger, &key, value).await? {
+        None => Ok(Some(charge)),
+        Some(existing) => match Entry::read(order_id, &existing)? {
+            Entry::Charged(first) => Ok(Some(first)),
+            Entry::Voided(_) => Ok(None),
+        },
+    }
+}
+
+/// The order ended without being fulfilled: voids it if it was not charged (no charge may come
+/// after), else refunds its charge once. Returns the refund, if there is one (the first one,
+/// when called again).
+pub async fn void_or_refund(
+    ledger: &Store,
+    order_id: OrderId,
+) -> Result<Option<Refund>, GatewayError> {
+    let now = time::OffsetDateTime::now_utc();
+    let void = Void {
+        order_id,
+        voided_at: now,
+    };
+    let value = serde_json::to_vec(&void).expect("a void always serializes");
+    let Some(existing) = create_or_read(ledger, &order_id.to_string(), value).await? else {
+        return Ok(None);
+    };
+    let charge = match Entry::read(order_id, &existing)? {
+        Entry::Voided(_) => return Ok(None),
+        Entry::Charged(charge) => charge,
+    };
+    let refund = Refund {
+        refund_id: format!("re_{}", Uuid::new_v4().simple()),
+        charge_id: charge.charge_id,
+        order_id,
+        amount: charge.amount,
+        refunded_at: now,
+    };
+    let value = serde_json::to_vec(&refund).expect("a refund always serializes");
+    match create_or_read(ledger, &refund_key(order_id), value).await? {
+        None => Ok(Some(refund)),
+        Some(first) => serde_json::from_slice(&first)
+            .map(Some)
+            .map_err(|e| GatewayError::Corrupt(order_id, e)),
+    }
+}
+
+/// Creates `key` with `value`; `Some(existing)` if it was there already.
+async fn create_or_read(
+    ledger: &Store,
+    key: &str,
+    value: Vec<u8>,
+) -> Result<Option<bytes::Bytes>, GatewayError> {
+    match ledger.create(key, value.into()).await {
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => ledger
+            .get(key)
+            .await
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))?
+            .map(Some)
+            .ok_or_else(|| GatewayError::Unavailable(format!("ledger entry {key} vanished"))),
         Err(e) => Err(GatewayError::Unavailable(e.to_string())),
     }
 }

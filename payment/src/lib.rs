@@ -6,6 +6,9 @@
 //! (create-only ledger) and stores verdict and outcome in the join by compare-and-set (pure
 //! `conclude`) → publishes `payments.processed` or `payments.failed` → ack. Stores KV
 //! `payment-join` (bincode, `codec.rs`) and `payment-ledger` (`gateway.rs`).
+//!
+//! Also takes `orders.rejected` and `orders.cancelled` ([`Settle`]) → voids the order in the
+//! ledger, or refunds its charge once → publishes `payments.refunded` if it refunded → ack.
 
 pub mod codec;
 pub mod gateway;
@@ -18,7 +21,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::OrderId;
-use oms_domain::events::{PaymentProcessed, Rejection};
+use oms_domain::events::{PaymentProcessed, PaymentRefunded, Rejection};
 use oms_domain::{Event, EventKind, OrderSnapshot, Reason};
 use oms_host::Service;
 use oms_topology as topology;
@@ -42,6 +45,7 @@ pub async fn run(
     let joins = service.bucket(topology::PAYMENT_JOIN).await;
     let ledger = service.bucket(topology::PAYMENT_LEDGER).await;
     if let (Some(joins), Some(ledger)) = (joins, ledger) {
+        let payments_ledger = ledger.clone();
         let payments = Payments {
             joins,
             known: Mutex::default(),
@@ -49,6 +53,12 @@ pub async fn run(
         };
         let consumers = [topology::PAYMENT_CUSTOMERS, topology::PAYMENT_INVENTORY];
         service.consume(&consumers, payments)?;
+        service.consume(
+            &[topology::PAYMENT_ORDERS],
+            Settle {
+                ledger: payments_ledger,
+            },
+        )?;
     }
     service.run().await
 }
@@ -181,7 +191,8 @@ impl Step for Payments {
                 let charge = gateway::charge(&self.ledger, order_id, amount)
                     .await
                     .map_err(HandleError::transient)?;
-                Some(Settlement::Charged {
+                // None: the order ended first (the ledger holds its void), and is not charged.
+                charge.map(|charge| Settlement::Charged {
                     charge_id: charge.charge_id,
                     amount: charge.amount,
                 })
@@ -204,7 +215,7 @@ impl Step for Payments {
 }
 
 /// The one event of a run of an `EACH` step.
-fn one(batch: &[Incoming<Checked>]) -> &Incoming<Checked> {
+fn one<I>(batch: &[Incoming<I>]) -> &Incoming<I> {
     batch
         .first()
         .expect("an EACH step runs one event at a time")
@@ -308,5 +319,59 @@ fn announcement(join: &Join, order: &OrderSnapshot, outcome: &Settlement) -> Eve
             reason: Reason::PaymentDeclined,
             detail: detail.clone(),
         }),
+    }
+}
+
+/// What settling takes: an order that ended without being fulfilled.
+pub struct Ended;
+
+impl Input for Ended {
+    const KINDS: &'static [EventKind] = &[EventKind::OrderRejected, EventKind::OrderCancelled];
+
+    fn take(event: Event) -> Option<Self> {
+        match event {
+            Event::OrderRejected(_) | Event::OrderCancelled(_) => Some(Ended),
+            _ => None,
+        }
+    }
+}
+
+/// Settles orders that ended unfulfilled: no charge may come after (a void), or the charge that
+/// came first is refunded once. The ledger's create-only entries decide, whatever the order of
+/// arrival of the charge and the end.
+struct Settle {
+    ledger: kv::Store,
+}
+
+impl Step for Settle {
+    type Input = Ended;
+    type Work = ();
+    type Found = ();
+    type Plan = ();
+    const EACH: bool = true;
+
+    async fn load(&self, _: &[Incoming<Ended>]) -> Result<((), ()), HandleError> {
+        Ok(((), ()))
+    }
+
+    fn decide(_: &[Incoming<Ended>], _: ()) {}
+
+    async fn persist(
+        &self,
+        (): (),
+        batch: &[Incoming<Ended>],
+        (): (),
+    ) -> Result<Vec<Option<Event>>, HandleError> {
+        let order_id = one(batch).order_id;
+        let refund = gateway::void_or_refund(&self.ledger, order_id)
+            .await
+            .map_err(HandleError::transient)?;
+        Ok(vec![refund.map(|r| {
+            Event::PaymentRefunded(PaymentRefunded {
+                amount: r.amount,
+                charge_id: r.charge_id,
+                refund_id: r.refund_id,
+            })
+        })])
     }
 }

@@ -29,6 +29,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Limits on the edge's HTTP clients.
     pub http: HttpConfig,
+    /// Rules of an order's life.
+    pub orders: OrdersConfig,
     pub edge: ServiceConfig,
     pub customer: ServiceConfig,
     pub inventory: ServiceConfig,
@@ -49,6 +51,22 @@ pub struct NatsConfig {
     /// Folder of the broker credentials, one nkey seed per identity (`<identity>.nk`);
     /// empty means `<data_dir>/creds`.
     pub creds_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OrdersConfig {
+    /// An order still PENDING this long after it was placed is rejected with `TIMED_OUT`.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -193,6 +211,7 @@ impl Default for Config {
             consumers: ConsumersConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
+            orders: OrdersConfig::default(),
             edge: service(8090),
             customer: service(8091),
             inventory: service(8092),
@@ -347,6 +366,7 @@ mod tests {
         assert_eq!(c.consumers.ack_wait, Duration::from_secs(30));
         assert_eq!(c.consumers.max_deliver, 10);
         assert_eq!(c.streams.duplicate_window, Duration::from_secs(120));
+        assert_eq!(c.orders.deadline, Duration::from_secs(60));
     }
 
     #[test]
@@ -369,12 +389,14 @@ mod tests {
             jail.set_env("OMS_PROFILE", "docker");
             jail.set_env("OMS_STREAMS__REPLICAS", "5");
             jail.set_env("OMS_EDGE__HTTP_PORT", "9000");
+            jail.set_env("OMS_ORDERS__DEADLINE", "90s");
             let c: Config = Config::figment(Path::new("oms.toml")).extract()?;
             assert_eq!(c.log, "warn", "default profile table applies");
             assert_eq!(c.nats.url, "nats://nats-1:4222", "selected profile applies");
             assert_eq!(c.consumers.ack_wait, Duration::from_secs(10));
             assert_eq!(c.streams.replicas, 5, "env wins over the profile table");
             assert_eq!(c.edge.http_port, 9000);
+            assert_eq!(c.orders.deadline, Duration::from_secs(90));
             assert_eq!(c.customer.http_port, 8091, "untouched defaults stay");
             Ok(())
         });

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::events::{Item, PricedItem, Reason};
+use crate::events::{Envelope, Event, EventKind, Item, PricedItem, Reason};
 use crate::ids::{CustomerId, OrderId, ProductId};
 use crate::money::Money;
 
@@ -61,13 +61,24 @@ pub struct OrderView {
     pub status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+    /// The carrier's, once shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
 
-/// An order's status; only ever moves forward: PENDING → CONFIRMED | REJECTED.
+/// An order's status; only ever moves forward, along the graph of DESIGN "Lifecycle and
+/// catalog" ([`OrderStatus::may_become`]):
+///
+/// ```text
+/// PENDING ──► CONFIRMED ──► SHIPPED ──► DELIVERED
+///    │            │
+///    ├──► REJECTED (reason)
+///    └────────────┴──► CANCELLED (reason)
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
@@ -76,6 +87,9 @@ pub enum OrderStatus {
     Pending,
     Confirmed,
     Rejected,
+    Shipped,
+    Delivered,
+    Cancelled,
 }
 
 impl OrderStatus {
@@ -88,8 +102,116 @@ impl OrderStatus {
         s.parse().ok()
     }
 
+    /// Whether an order in this status may move to `next`: the graph's edges, nothing else.
+    pub fn may_become(self, next: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Confirmed | Rejected | Cancelled)
+                | (Confirmed, Shipped | Cancelled)
+                | (Shipped, Delivered)
+        )
+    }
+
+    /// Whether the saga is over for it (the graph goes on from CONFIRMED only by people).
     pub fn is_terminal(self) -> bool {
         self != OrderStatus::Pending
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetHistory {
+    pub order_id: OrderId,
+}
+
+/// Everything that happened to an order, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderHistory {
+    pub order_id: OrderId,
+    /// Whose order it is (the edge shows a customer only their own).
+    pub customer_id: CustomerId,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One event of an order's history: its type and time, the status it moved the order to (the
+/// order service's own events), and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<OrderStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The lines as priced (reserved, charged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<PricedItem>>,
+    /// The priced total, or the amount charged or refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+}
+
+impl HistoryEntry {
+    /// The entry of one event, as it was published.
+    pub fn of(envelope: &Envelope) -> Self {
+        let mut entry = HistoryEntry {
+            kind: envelope.event.kind(),
+            at: envelope.occurred_at,
+            status: None,
+            reason: None,
+            detail: None,
+            items: None,
+            amount: None,
+            charge_id: None,
+            tracking_number: None,
+        };
+        if let Some(r) = envelope.event.rejection() {
+            (entry.reason, entry.detail) = (Some(r.reason), Some(r.detail.clone()));
+        }
+        match &envelope.event {
+            Event::OrderPlaced(o) => {
+                entry.status = Some(OrderStatus::Pending);
+                entry.amount = o.total_amount;
+            }
+            Event::OrderConfirmed(_) => entry.status = Some(OrderStatus::Confirmed),
+            Event::OrderRejected(_) => entry.status = Some(OrderStatus::Rejected),
+            Event::OrderCancelled(c) => {
+                entry.status = Some(OrderStatus::Cancelled);
+                entry.reason = Some(c.reason);
+            }
+            Event::OrderShipped(s) => {
+                entry.status = Some(OrderStatus::Shipped);
+                entry.tracking_number = Some(s.tracking_number.clone());
+            }
+            Event::OrderDelivered(_) => entry.status = Some(OrderStatus::Delivered),
+            Event::OrderCancelRequested(c) => entry.reason = Some(c.reason),
+            Event::OrderShipRequested(s) => entry.tracking_number = Some(s.tracking_number.clone()),
+            Event::InventoryReserved(p) => {
+                entry.items = Some(p.items.clone());
+                entry.amount = Some(p.total_amount);
+            }
+            Event::PaymentProcessed(p) => {
+                entry.amount = Some(p.amount);
+                entry.charge_id = Some(p.charge_id.clone());
+            }
+            Event::PaymentRefunded(r) => {
+                entry.amount = Some(r.amount);
+                entry.charge_id = Some(r.charge_id.clone());
+            }
+            _ => {}
+        }
+        entry
     }
 }
 
@@ -155,7 +277,27 @@ mod tests {
             let lower = status.as_str().to_lowercase();
             assert_eq!(OrderStatus::parse(&lower), Some(status));
         }
-        assert_eq!(OrderStatus::parse("SHIPPED"), None);
+        assert_eq!(OrderStatus::parse("LOST"), None);
+    }
+
+    #[test]
+    fn statuses_move_forward_along_the_graph_only() {
+        use OrderStatus::*;
+        let edges: Vec<(OrderStatus, OrderStatus)> = OrderStatus::iter()
+            .flat_map(|a| OrderStatus::iter().map(move |b| (a, b)))
+            .filter(|(a, b)| a.may_become(*b))
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                (Pending, Confirmed),
+                (Pending, Rejected),
+                (Pending, Cancelled),
+                (Confirmed, Shipped),
+                (Confirmed, Cancelled),
+                (Shipped, Delivered),
+            ]
+        );
     }
 
     #[test]
@@ -178,6 +320,7 @@ mod tests {
             total_amount: Some(Money::from_cents(15_000)),
             status: OrderStatus::Confirmed,
             reason: None,
+            tracking_number: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
         };

@@ -66,6 +66,12 @@ pub enum Reason {
     PaymentDeclined,
     /// The client's `totalAmount` is not what inventory's prices add up to.
     PriceMismatch,
+    /// Still PENDING `orders.deadline` after it was placed.
+    TimedOut,
+    /// Cancelled by the customer it belongs to.
+    CancelledByCustomer,
+    /// Cancelled by an operator.
+    CancelledByOperator,
 }
 
 impl Reason {
@@ -112,6 +118,54 @@ pub struct Priced {
     pub total_amount: Money,
 }
 
+/// What went back to stock when a reservation was released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Released {
+    /// The products and quantities given back (empty in events of version 1, which carried the
+    /// order instead).
+    #[serde(default)]
+    pub items: Vec<Item>,
+}
+
+/// Someone asked to cancel an order (the edge, for its customer or an operator); the order
+/// service decides whether it may be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelRequest {
+    /// `CANCELLED_BY_CUSTOMER` or `CANCELLED_BY_OPERATOR`.
+    pub reason: Reason,
+}
+
+/// An operator shipped the order, or asked to: the parcel's tracking number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shipment {
+    pub tracking_number: String,
+}
+
+/// An event with nothing to say but its type and order (`{}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nothing {}
+
+/// The order was cancelled: its stock goes back and a charge is refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancellation {
+    /// `CANCELLED_BY_CUSTOMER` or `CANCELLED_BY_OPERATOR`.
+    pub reason: Reason,
+}
+
+/// A charge given back, once, because its order ended cancelled or rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    pub amount: Money,
+    /// The charge refunded, as kept in the ledger.
+    pub charge_id: String,
+    pub refund_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentProcessed {
@@ -142,9 +196,22 @@ pub enum Event {
     CustomerRejected(Rejection),
     InventoryReserved(Priced),
     InventoryRejected(Rejection),
-    InventoryReleased(Snapshot),
+    InventoryReleased(Released),
     PaymentProcessed(PaymentProcessed),
     PaymentFailed(Rejection),
+    /// A request (from the edge): cancel the order.
+    OrderCancelRequested(CancelRequest),
+    /// A request (from the edge, for an operator): the order was handed to the carrier.
+    OrderShipRequested(Shipment),
+    /// A request (from the edge, for an operator): the order reached its customer.
+    OrderDeliverRequested(Nothing),
+    /// The order's deadline came (JetStream published it at the time the order service
+    /// scheduled when the order was placed).
+    OrderDeadlineReached(Snapshot),
+    OrderCancelled(Cancellation),
+    OrderShipped(Shipment),
+    OrderDelivered(Nothing),
+    PaymentRefunded(PaymentRefunded),
 }
 
 impl Event {
@@ -157,18 +224,27 @@ impl Event {
         self.kind().into()
     }
 
-    /// The order as it was placed; every event carries it.
-    pub fn order(&self) -> &OrderSnapshot {
+    /// The order as it was placed, which every event of the saga carries (the lifecycle's
+    /// requests and answers after it do not: they name the order by id only).
+    pub fn order(&self) -> Option<&OrderSnapshot> {
         match self {
-            Event::OrderPlaced(o) => o,
-            Event::OrderConfirmed(s) | Event::InventoryReleased(s) => &s.order,
-            Event::InventoryReserved(p) => &p.order,
+            Event::OrderPlaced(o) => Some(o),
+            Event::OrderConfirmed(s) | Event::OrderDeadlineReached(s) => Some(&s.order),
+            Event::InventoryReserved(p) => Some(&p.order),
             Event::OrderRejected(r)
             | Event::CustomerRejected(r)
             | Event::InventoryRejected(r)
-            | Event::PaymentFailed(r) => &r.order,
-            Event::CustomerValidated(v) => &v.order,
-            Event::PaymentProcessed(p) => &p.order,
+            | Event::PaymentFailed(r) => Some(&r.order),
+            Event::CustomerValidated(v) => Some(&v.order),
+            Event::PaymentProcessed(p) => Some(&p.order),
+            Event::InventoryReleased(_)
+            | Event::OrderCancelRequested(_)
+            | Event::OrderShipRequested(_)
+            | Event::OrderDeliverRequested(_)
+            | Event::OrderCancelled(_)
+            | Event::OrderShipped(_)
+            | Event::OrderDelivered(_)
+            | Event::PaymentRefunded(_) => None,
         }
     }
 
@@ -199,6 +275,14 @@ impl EventKind {
             EventKind::InventoryReleased => "inventory.released",
             EventKind::PaymentProcessed => "payments.processed",
             EventKind::PaymentFailed => "payments.failed",
+            EventKind::OrderCancelRequested => "orders.cancel",
+            EventKind::OrderShipRequested => "orders.ship",
+            EventKind::OrderDeliverRequested => "orders.deliver",
+            EventKind::OrderDeadlineReached => "deadlines.due",
+            EventKind::OrderCancelled => "orders.cancelled",
+            EventKind::OrderShipped => "orders.shipped",
+            EventKind::OrderDelivered => "orders.delivered",
+            EventKind::PaymentRefunded => "payments.refunded",
         }
     }
 
@@ -227,7 +311,13 @@ impl Serialize for Data<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Event::OrderPlaced(p) => p.serialize(serializer),
-            Event::OrderConfirmed(p) | Event::InventoryReleased(p) => p.serialize(serializer),
+            Event::OrderConfirmed(p) | Event::OrderDeadlineReached(p) => p.serialize(serializer),
+            Event::InventoryReleased(p) => p.serialize(serializer),
+            Event::OrderCancelRequested(p) => p.serialize(serializer),
+            Event::OrderShipRequested(p) | Event::OrderShipped(p) => p.serialize(serializer),
+            Event::OrderDeliverRequested(p) | Event::OrderDelivered(p) => p.serialize(serializer),
+            Event::OrderCancelled(p) => p.serialize(serializer),
+            Event::PaymentRefunded(p) => p.serialize(serializer),
             Event::InventoryReserved(p) => p.serialize(serializer),
             Event::OrderRejected(p)
             | Event::CustomerRejected(p)
@@ -326,6 +416,22 @@ impl<'de> DeserializeSeed<'de> for Payload {
             EventKind::InventoryReleased => Event::InventoryReleased(Deserialize::deserialize(d)?),
             EventKind::PaymentProcessed => Event::PaymentProcessed(Deserialize::deserialize(d)?),
             EventKind::PaymentFailed => Event::PaymentFailed(Deserialize::deserialize(d)?),
+            EventKind::OrderCancelRequested => {
+                Event::OrderCancelRequested(Deserialize::deserialize(d)?)
+            }
+            EventKind::OrderShipRequested => {
+                Event::OrderShipRequested(Deserialize::deserialize(d)?)
+            }
+            EventKind::OrderDeliverRequested => {
+                Event::OrderDeliverRequested(Deserialize::deserialize(d)?)
+            }
+            EventKind::OrderDeadlineReached => {
+                Event::OrderDeadlineReached(Deserialize::deserialize(d)?)
+            }
+            EventKind::OrderCancelled => Event::OrderCancelled(Deserialize::deserialize(d)?),
+            EventKind::OrderShipped => Event::OrderShipped(Deserialize::deserialize(d)?),
+            EventKind::OrderDelivered => Event::OrderDelivered(Deserialize::deserialize(d)?),
+            EventKind::PaymentRefunded => Event::PaymentRefunded(Deserialize::deserialize(d)?),
         })
     }
 }
@@ -385,7 +491,7 @@ pub enum Invalid {
     #[error("{field} is {value}: must not be negative")]
     Negative { field: String, value: Money },
     #[error("{field} {problem}")]
-    Pricing { field: String, problem: String },
+    Field { field: String, problem: String },
     #[error("{field} is {value}: must be a whole number from 1 to {max}")]
     Quantity { field: String, value: u64, max: u64 },
     #[error("{field} has {count} entries: must have 1 to {MAX_ITEMS}")]
@@ -488,13 +594,39 @@ impl Event {
             Event::OrderPlaced(_) => "data",
             _ => "data.order",
         };
-        self.order().check(at)?;
+        if let Some(order) = self.order() {
+            order.check(at)?;
+        }
         match self {
             Event::CustomerValidated(v) if v.credit_limit < Money::ZERO => Err(Invalid::Negative {
                 field: "data.creditLimit".into(),
                 value: v.credit_limit,
             }),
             Event::InventoryReserved(p) => check_priced(&p.order, &p.items, p.total_amount),
+            Event::InventoryReleased(r) => r.items.iter().enumerate().try_for_each(|(i, item)| {
+                check_id(
+                    || format!("data.items[{i}].productId"),
+                    item.product_id.as_str(),
+                )
+            }),
+            Event::OrderCancelRequested(c) => match c.reason {
+                Reason::CancelledByCustomer | Reason::CancelledByOperator => Ok(()),
+                other => Err(Invalid::Field {
+                    field: "data.reason".into(),
+                    problem: format!(
+                        "is {}: a cancellation is by the customer or by an operator",
+                        other.as_str()
+                    ),
+                }),
+            },
+            Event::OrderShipRequested(s) | Event::OrderShipped(s) => {
+                check_id(|| "data.trackingNumber".into(), &s.tracking_number)
+            }
+            Event::PaymentRefunded(r) => {
+                check_amount(|| "data.amount".into(), r.amount)?;
+                check_id(|| "data.chargeId".into(), &r.charge_id)?;
+                check_id(|| "data.refundId".into(), &r.refund_id)
+            }
             Event::PaymentProcessed(p) => {
                 check_amount(|| "data.amount".into(), p.amount)?;
                 check_id(|| "data.chargeId".into(), &p.charge_id)?;
@@ -511,7 +643,7 @@ impl Event {
 /// Priced lines are the order's lines, in its order, each `unitPrice × quantity`, adding up
 /// to `total`.
 fn check_priced(order: &OrderSnapshot, items: &[PricedItem], total: Money) -> Result<(), Invalid> {
-    let wrong = |field: String, problem: String| Err(Invalid::Pricing { field, problem });
+    let wrong = |field: String, problem: String| Err(Invalid::Field { field, problem });
     if items.len() != order.items.len() {
         return wrong(
             "data.items".into(),
@@ -551,7 +683,7 @@ fn check_priced(order: &OrderSnapshot, items: &[PricedItem], total: Money) -> Re
         }
         sum = sum
             .checked_add(priced.line_total)
-            .ok_or_else(|| Invalid::Pricing {
+            .ok_or_else(|| Invalid::Field {
                 field: "data.items".into(),
                 problem: "add up beyond any amount".into(),
             })?;
@@ -872,8 +1004,8 @@ mod tests {
             assert!(e.contains(&format!("duplicate field `{name}`")), "{e}");
         }
         let text = String::from_utf8(env.encode().to_vec()).unwrap();
-        let e = error(text.replace(r#""type":"OrderPlaced""#, r#""type":"OrderShipped""#));
-        assert!(e.contains("unknown variant `OrderShipped`"), "{e}");
+        let e = error(text.replace(r#""type":"OrderPlaced""#, r#""type":"OrderLost""#));
+        assert!(e.contains("unknown variant `OrderLost`"), "{e}");
         // A field a later version may add is skipped.
         let newer = text.replacen('{', r#"{"traceState":{"a":[1,2.5]},"#, 1);
         assert_eq!(Envelope::decode(newer.as_bytes()).unwrap(), env);
@@ -947,7 +1079,9 @@ mod tests {
             Event::CustomerRejected(rejection()),
             Event::InventoryReserved(priced(order)),
             Event::InventoryRejected(rejection()),
-            Event::InventoryReleased(snapshot()),
+            Event::InventoryReleased(Released {
+                items: order.items.clone(),
+            }),
             Event::PaymentProcessed(PaymentProcessed {
                 order: order.clone(),
                 amount: priced(order).total_amount,
@@ -955,6 +1089,26 @@ mod tests {
                 items: priced(order).items,
             }),
             Event::PaymentFailed(rejection()),
+            Event::OrderCancelRequested(CancelRequest {
+                reason: Reason::CancelledByCustomer,
+            }),
+            Event::OrderShipRequested(Shipment {
+                tracking_number: "1Z999AA10123456784".into(),
+            }),
+            Event::OrderDeliverRequested(Nothing {}),
+            Event::OrderDeadlineReached(snapshot()),
+            Event::OrderCancelled(Cancellation {
+                reason: Reason::CancelledByOperator,
+            }),
+            Event::OrderShipped(Shipment {
+                tracking_number: "1Z999AA10123456784".into(),
+            }),
+            Event::OrderDelivered(Nothing {}),
+            Event::PaymentRefunded(PaymentRefunded {
+                amount: Money::from_cents(2_500),
+                charge_id: "ch_0123456789abcdef0123456789abcdef".into(),
+                refund_id: "re_0123456789abcdef0123456789abcdef".into(),
+            }),
         ]
     }
 
@@ -969,7 +1123,8 @@ mod tests {
     #[test]
     fn every_event_type_on_its_own_subject_passes() {
         let all = envelopes(&snapshot());
-        assert_eq!(all.len(), 10, "one of each type");
+        use strum::IntoEnumIterator;
+        assert_eq!(all.len(), EventKind::iter().count(), "one of each type");
         for env in &all {
             assert_eq!(
                 env.check(&env.subject()),
@@ -1156,7 +1311,11 @@ mod tests {
             ),
         ];
         for (what, order, reason) in cases {
-            for env in envelopes(&order) {
+            // Every event that carries the order (the lifecycle's name it by id only).
+            let carrying = envelopes(&order)
+                .into_iter()
+                .filter(|e| e.event.order().is_some());
+            for env in carrying {
                 let kind = env.event.type_name();
                 let refused = env.check(&env.subject()).expect_err(what);
                 let text = refused.to_string();

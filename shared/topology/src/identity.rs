@@ -82,12 +82,18 @@ impl Identity {
         match self {
             Identity::Customer => &[topology::CUSTOMER],
             Identity::Inventory => &[topology::INVENTORY_ORDERS],
-            Identity::Payment => &[topology::PAYMENT_CUSTOMERS, topology::PAYMENT_INVENTORY],
+            Identity::Payment => &[
+                topology::PAYMENT_CUSTOMERS,
+                topology::PAYMENT_INVENTORY,
+                topology::PAYMENT_ORDERS,
+            ],
             Identity::Order => &[
                 topology::ORDER_ORDERS,
                 topology::ORDER_CUSTOMERS,
                 topology::ORDER_INVENTORY,
                 topology::ORDER_PAYMENTS,
+                topology::ORDER_LIFECYCLE,
+                topology::ORDER_DEADLINES,
             ],
             _ => &[],
         }
@@ -114,15 +120,30 @@ impl Identity {
     /// The steps whose events this identity writes (`<step>.<orderId>`).
     pub fn writes(self) -> &'static [&'static str] {
         match self {
-            Identity::Edge => &[step::ORDERS_PLACED],
+            Identity::Edge => &[
+                step::ORDERS_PLACED,
+                step::ORDERS_CANCEL,
+                step::ORDERS_SHIP,
+                step::ORDERS_DELIVER,
+            ],
             Identity::Customer => &[step::CUSTOMERS_VALIDATED, step::CUSTOMERS_REJECTED],
             Identity::Inventory => &[
                 step::INVENTORY_RESERVED,
                 step::INVENTORY_REJECTED,
                 step::INVENTORY_RELEASED,
             ],
-            Identity::Payment => &[step::PAYMENTS_PROCESSED, step::PAYMENTS_FAILED],
-            Identity::Order => &[step::ORDERS_CONFIRMED, step::ORDERS_REJECTED],
+            Identity::Payment => &[
+                step::PAYMENTS_PROCESSED,
+                step::PAYMENTS_FAILED,
+                step::PAYMENTS_REFUNDED,
+            ],
+            Identity::Order => &[
+                step::ORDERS_CONFIRMED,
+                step::ORDERS_REJECTED,
+                step::ORDERS_CANCELLED,
+                step::ORDERS_SHIPPED,
+                step::ORDERS_DELIVERED,
+            ],
             _ => &[],
         }
     }
@@ -132,7 +153,10 @@ impl Identity {
         match self {
             Identity::Customer => Some((api::CUSTOMERS_SERVICE, &[api::CUSTOMERS_GET])),
             Identity::Inventory => Some((api::INVENTORY_SERVICE, &[api::PRODUCTS_GET])),
-            Identity::Order => Some((api::ORDERS_SERVICE, &[api::ORDERS_GET, api::ORDERS_LIST])),
+            Identity::Order => Some((
+                api::ORDERS_SERVICE,
+                &[api::ORDERS_GET, api::ORDERS_LIST, api::ORDERS_HISTORY],
+            )),
             _ => None,
         }
     }
@@ -196,6 +220,18 @@ impl Identity {
                     step::ORDERS_PLACED
                 ));
             }
+            Identity::Order => {
+                // Each order's deadline, kept by JetStream until it comes.
+                publish.push(format!("{}.*", topology::DEADLINE_TIMERS));
+                // An order's history: the last event of each step of one order, by subject.
+                for (stream, kinds) in topology::EVENT_STREAMS {
+                    publish.extend(
+                        kinds.iter().map(|k| {
+                            format!("$JS.API.DIRECT.GET.{stream}.{}", topology::all_of(*k))
+                        }),
+                    );
+                }
+            }
             Identity::Operator => {
                 let dlq = topology::DLQ;
                 publish.extend([
@@ -206,21 +242,8 @@ impl Identity {
                     format!("$JS.API.STREAM.MSG.DELETE.{dlq}"),
                 ]);
                 // A replay goes back to the subject the dead letter came from.
-                for stream_steps in [
-                    &[
-                        step::ORDERS_PLACED,
-                        step::ORDERS_CONFIRMED,
-                        step::ORDERS_REJECTED,
-                    ][..],
-                    &[step::CUSTOMERS_VALIDATED, step::CUSTOMERS_REJECTED],
-                    &[
-                        step::INVENTORY_RESERVED,
-                        step::INVENTORY_REJECTED,
-                        step::INVENTORY_RELEASED,
-                    ],
-                    &[step::PAYMENTS_PROCESSED, step::PAYMENTS_FAILED],
-                ] {
-                    publish.extend(stream_steps.iter().map(|s| format!("{s}.*")));
+                for (_, kinds) in topology::EVENT_STREAMS {
+                    publish.extend(kinds.iter().map(|k| topology::all_of(*k)));
                 }
             }
             Identity::Observer => {
@@ -250,6 +273,7 @@ impl Identity {
                         "customers.>",
                         "inventory.>",
                         "payments.>",
+                        "deadlines.>",
                         "dlq.>",
                     ]
                     .map(String::from),

@@ -20,18 +20,48 @@ pub const ORDERS: &str = "ORDERS";
 pub const CUSTOMERS: &str = "CUSTOMERS";
 pub const INVENTORY: &str = "INVENTORY";
 pub const PAYMENTS: &str = "PAYMENTS";
+pub const DEADLINES: &str = "DEADLINES";
 pub const DLQ: &str = "DLQ";
 
 /// Every stream of events with the kinds of event it keeps: its subjects are `<step>.*` of each.
-pub const EVENT_STREAMS: [(&str, &[EventKind]); 4] = [
-    (ORDERS, &[OrderPlaced, OrderConfirmed, OrderRejected]),
+pub const EVENT_STREAMS: [(&str, &[EventKind]); 5] = [
+    (
+        ORDERS,
+        &[
+            OrderPlaced,
+            OrderConfirmed,
+            OrderRejected,
+            OrderCancelRequested,
+            OrderShipRequested,
+            OrderDeliverRequested,
+            OrderCancelled,
+            OrderShipped,
+            OrderDelivered,
+        ],
+    ),
     (CUSTOMERS, &[CustomerValidated, CustomerRejected]),
     (
         INVENTORY,
         &[InventoryReserved, InventoryRejected, InventoryReleased],
     ),
-    (PAYMENTS, &[PaymentProcessed, PaymentFailed]),
+    (
+        PAYMENTS,
+        &[PaymentProcessed, PaymentFailed, PaymentRefunded],
+    ),
+    (DEADLINES, &[OrderDeadlineReached]),
 ];
+
+/// Where the order service keeps each order's deadline until it comes: a message on
+/// `deadlines.timer.<orderId>` in DEADLINES, which JetStream publishes as
+/// `deadlines.due.<orderId>` at the time its `Nats-Schedule` header names. A stream of its own:
+/// JetStream schedules only in a stream that discards old messages when full, and the saga's
+/// streams refuse new ones instead.
+pub const DEADLINE_TIMERS: &str = "deadlines.timer";
+
+/// The timer of one order's deadline.
+pub fn deadline_timer(order_id: OrderId) -> String {
+    format!("{DEADLINE_TIMERS}.{order_id}")
+}
 
 /// The subjects of the DLQ stream: `dlq.<service>.<original subject>`.
 pub const DLQ_SUBJECTS: &str = "dlq.>";
@@ -41,7 +71,13 @@ const DLQ_PREFIX: &str = "dlq";
 pub fn streams() -> Vec<(&'static str, Vec<String>)> {
     EVENT_STREAMS
         .iter()
-        .map(|(name, kinds)| (*name, kinds.iter().map(|k| all_of(*k)).collect()))
+        .map(|(name, kinds)| {
+            let mut subjects: Vec<String> = kinds.iter().map(|k| all_of(*k)).collect();
+            if *name == DEADLINES {
+                subjects.push(format!("{DEADLINE_TIMERS}.*"));
+            }
+            (*name, subjects)
+        })
         .chain([(DLQ, vec![DLQ_SUBJECTS.to_string()])])
         .collect()
 }
@@ -74,6 +110,14 @@ pub mod step {
     pub const INVENTORY_RELEASED: &str = InventoryReleased.step();
     pub const PAYMENTS_PROCESSED: &str = PaymentProcessed.step();
     pub const PAYMENTS_FAILED: &str = PaymentFailed.step();
+    pub const ORDERS_CANCEL: &str = OrderCancelRequested.step();
+    pub const ORDERS_SHIP: &str = OrderShipRequested.step();
+    pub const ORDERS_DELIVER: &str = OrderDeliverRequested.step();
+    pub const DEADLINES_DUE: &str = OrderDeadlineReached.step();
+    pub const ORDERS_CANCELLED: &str = OrderCancelled.step();
+    pub const ORDERS_SHIPPED: &str = OrderShipped.step();
+    pub const ORDERS_DELIVERED: &str = OrderDelivered.step();
+    pub const PAYMENTS_REFUNDED: &str = PaymentRefunded.step();
 }
 
 /// Where `orders.placed` of one order is kept, for the edge's read-your-writes fallback.
@@ -119,7 +163,7 @@ pub const INVENTORY_ORDERS: ConsumerSpec = ConsumerSpec {
     service: "inventory",
     durable: "inventory",
     stream: ORDERS,
-    events: &[OrderPlaced, OrderRejected],
+    events: &[OrderPlaced, OrderRejected, OrderCancelled],
 };
 pub const PAYMENT_CUSTOMERS: ConsumerSpec = ConsumerSpec {
     service: "payment",
@@ -132,6 +176,13 @@ pub const PAYMENT_INVENTORY: ConsumerSpec = ConsumerSpec {
     durable: "payment-inventory",
     stream: INVENTORY,
     events: &[InventoryReserved, InventoryRejected],
+};
+/// Orders that ended without being fulfilled: no charge from now on, and a charge refunded.
+pub const PAYMENT_ORDERS: ConsumerSpec = ConsumerSpec {
+    service: "payment",
+    durable: "payment-orders",
+    stream: ORDERS,
+    events: &[OrderRejected, OrderCancelled],
 };
 pub const ORDER_ORDERS: ConsumerSpec = ConsumerSpec {
     service: "order",
@@ -157,17 +208,38 @@ pub const ORDER_PAYMENTS: ConsumerSpec = ConsumerSpec {
     stream: PAYMENTS,
     events: &[PaymentProcessed, PaymentFailed],
 };
+/// What people ask of an order after the saga (through the edge).
+pub const ORDER_LIFECYCLE: ConsumerSpec = ConsumerSpec {
+    service: "order",
+    durable: "order-lifecycle",
+    stream: ORDERS,
+    events: &[
+        OrderCancelRequested,
+        OrderShipRequested,
+        OrderDeliverRequested,
+    ],
+};
+/// Deadlines as they come.
+pub const ORDER_DEADLINES: ConsumerSpec = ConsumerSpec {
+    service: "order",
+    durable: "order-deadlines",
+    stream: DEADLINES,
+    events: &[OrderDeadlineReached],
+};
 
 /// Every durable consumer, as the provisioner creates them.
-pub const CONSUMERS: [ConsumerSpec; 8] = [
+pub const CONSUMERS: [ConsumerSpec; 11] = [
     CUSTOMER,
     INVENTORY_ORDERS,
     PAYMENT_CUSTOMERS,
     PAYMENT_INVENTORY,
+    PAYMENT_ORDERS,
     ORDER_ORDERS,
     ORDER_CUSTOMERS,
     ORDER_INVENTORY,
     ORDER_PAYMENTS,
+    ORDER_LIFECYCLE,
+    ORDER_DEADLINES,
 ];
 
 /// KV bucket joining the two verdicts per order (payment).
@@ -191,6 +263,7 @@ pub mod api {
     pub const ORDERS_LIST: &str = "oms.api.orders.list";
     pub const CUSTOMERS_GET: &str = "oms.api.customers.get";
     pub const PRODUCTS_GET: &str = "oms.api.products.get";
+    pub const ORDERS_HISTORY: &str = "oms.api.orders.history";
 }
 
 /// The README's table of streams, rendered from [`EVENT_STREAMS`] and [`Identity::writes`]
@@ -200,10 +273,19 @@ pub mod api {
 pub fn streams_table() -> String {
     let mut table = String::from("| stream | subjects | written by |\n|---|---|---|\n");
     for (stream, kinds) in EVENT_STREAMS {
-        let subjects: Vec<String> = kinds
+        let mut subjects: Vec<String> = kinds
             .iter()
             .map(|k| format!("`{}.<orderId>`", k.step()))
             .collect();
+        if stream == DEADLINES {
+            subjects.insert(0, format!("`{DEADLINE_TIMERS}.<orderId>`"));
+            table += &format!(
+                "| {stream} | {} | order (timer), published by JetStream when the timer's time \
+                 comes (due) |\n",
+                subjects.join(", ")
+            );
+            continue;
+        }
         let writers: Vec<(identity::Identity, Vec<&str>)> = identity::Identity::ALL
             .into_iter()
             .map(|who| {
@@ -277,9 +359,16 @@ pub async fn ensure(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<(), 
             duplicate_window: cfg.duplicate_window,
             num_replicas: cfg.replicas,
             allow_direct: true,
-            // A full stream refuses new events (the edge answers 503) and keeps every old one.
+            // Deadlines (see DEADLINE_TIMERS).
+            allow_message_schedules: name == DEADLINES,
+            // A full stream refuses new events (the edge answers 503) and keeps every old one;
+            // but JetStream schedules only where old ones go (the deadlines', whose fired timers
+            // are consumed in seconds).
             max_bytes: cfg.max_bytes,
-            discard: stream::DiscardPolicy::New,
+            discard: match name {
+                DEADLINES => stream::DiscardPolicy::Old,
+                _ => stream::DiscardPolicy::New,
+            },
             ..Default::default()
         })
         .await
