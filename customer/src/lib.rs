@@ -2,7 +2,9 @@
 //!
 //! takes `orders.placed` → loads the customers → decides (pure) → keeps the verdict, the first
 //! one standing → publishes `customers.validated` or `customers.rejected` → ack. Stores
-//! `customers` (read only here) and `verdicts`. Also answers `oms.api.customers.get`.
+//! `customers` (read only here) and `verdicts`. Also answers `oms.api.customers.get`, and for
+//! operators `oms.api.customers.create` and `oms.api.customers.block` (request/reply: the
+//! change is one statement, done when the answer comes).
 
 pub mod decide;
 pub mod store;
@@ -13,7 +15,7 @@ use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
 use oms_domain::OrderId;
-use oms_domain::api::{CustomerView, GetCustomer};
+use oms_domain::api::{CustomerView, GetCustomer, NewCustomer, SetBlocked};
 use oms_domain::events::{CustomerValidated, Rejection};
 use oms_domain::{CustomerId, Event, EventKind, OrderSnapshot};
 use oms_host::Service;
@@ -40,10 +42,37 @@ pub async fn run(
     service
         .api(topology::api::CUSTOMERS_SERVICE, "Customers of the OMS")
         .await?;
+    let read = pool.clone();
     service
         .endpoint(topology::api::CUSTOMERS_GET, move |req: GetCustomer| {
-            let pool = pool.clone();
+            let pool = read.clone();
             async move { get_customer(&pool, &req.customer_id).await }
+        })
+        .await?;
+    let create = pool.clone();
+    service
+        .endpoint(topology::api::CUSTOMERS_CREATE, move |req: NewCustomer| {
+            let pool = create.clone();
+            async move {
+                if !store::create(&pool, &req).await? {
+                    return Err(ApiError::Conflict(format!(
+                        "customer {} exists already",
+                        req.customer_id
+                    )));
+                }
+                get_customer(&pool, &req.customer_id).await
+            }
+        })
+        .await?;
+    service
+        .endpoint(topology::api::CUSTOMERS_BLOCK, move |req: SetBlocked| {
+            let pool = pool.clone();
+            async move {
+                if !store::set_blocked(&pool, &req.customer_id, req.blocked).await? {
+                    return Err(not_found(&req.customer_id));
+                }
+                get_customer(&pool, &req.customer_id).await
+            }
         })
         .await?;
     service.run().await
@@ -151,10 +180,14 @@ fn announcement(order: OrderSnapshot, verdict: Verdict) -> Event {
     }
 }
 
+fn not_found(customer_id: &CustomerId) -> ApiError {
+    ApiError::NotFound(format!("customer {customer_id} does not exist"))
+}
+
 async fn get_customer(pool: &AnyPool, customer_id: &CustomerId) -> Result<CustomerView, ApiError> {
     let customer = store::customer(pool, customer_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("customer {customer_id} does not exist")))?;
+        .ok_or_else(|| not_found(customer_id))?;
     Ok(CustomerView {
         customer_id: customer.customer_id,
         name: customer.name,

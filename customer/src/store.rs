@@ -1,5 +1,6 @@
 //! The customer service's SQL: customers and the verdict kept per order.
 
+use oms_domain::api::NewCustomer;
 use oms_domain::{CustomerId, Money, Reason};
 use oms_store::{Part, Script, fetch_in, id};
 use std::collections::HashMap;
@@ -39,6 +40,36 @@ pub async fn customers(
         found.insert(customer.customer_id.clone(), customer);
     }
     Ok(found)
+}
+
+/// Creates an ACTIVE customer; `false` if the id exists already (nothing changes).
+pub async fn create(pool: &AnyPool, new: &NewCustomer) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO customers (customer_id, name, status, credit_limit_cents) \
+         VALUES ($1, $2, 'ACTIVE', $3) ON CONFLICT (customer_id) DO NOTHING",
+    )
+    .bind(new.customer_id.as_str())
+    .bind(new.name.as_str())
+    .bind(new.credit_limit.cents())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Blocks or unblocks a customer; `false` if there is none (setting the status it has is a
+/// change of nothing, and `true`).
+pub async fn set_blocked(
+    pool: &AnyPool,
+    customer_id: &CustomerId,
+    blocked: bool,
+) -> Result<bool, sqlx::Error> {
+    let status = if blocked { "BLOCKED" } else { "ACTIVE" };
+    let done = sqlx::query("UPDATE customers SET status = $1 WHERE customer_id = $2")
+        .bind(status)
+        .bind(customer_id.as_str())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn customer_of(r: &AnyRow) -> Result<Customer, sqlx::Error> {

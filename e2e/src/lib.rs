@@ -504,6 +504,19 @@ impl Stack {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `PATCH path` on the edge as an operator, with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .patch(format!("{}{path}", self.edge()))
+            .json(body)
+            .send()
+            .await
+            .expect("edge answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// `GET path` on the edge as the holder of `token`: status and parsed answer.
     pub async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
         let r = reqwest::Client::new()
@@ -636,6 +649,15 @@ impl Stack {
     }
 
     /// The order ids that have a charge in the payment ledger.
+    /// The audit of every order's money and stock, judging even the latest orders (the caller
+    /// waits for the system to settle first).
+    pub async fn audit(&self) -> oms_ops::audit::Report {
+        let js = self.jetstream().await;
+        let orders = oms_ops::audit::read(&js).await.expect("the audit reads");
+        let now = time::OffsetDateTime::now_utc();
+        oms_ops::audit::check(&orders, now, Duration::ZERO, self.config.orders.deadline)
+    }
+
     /// The orders the ledger holds a charge of (not a void, not refunds).
     pub async fn charged(&self) -> HashSet<String> {
         self.ledger()
@@ -648,7 +670,7 @@ impl Stack {
 
     /// What the ledger says of each order it knows: charged, refunded, voided.
     pub async fn ledger(&self) -> HashMap<String, Settled> {
-        use oms_payment::gateway::{Entry, Refund};
+        use oms_domain::ledger::{Entry, Refund};
         let ledger = self
             .jetstream()
             .await
@@ -673,9 +695,8 @@ impl Stack {
                     settled.entry(order.to_string()).or_default().refunded = Some(refund.amount);
                 }
                 None => {
-                    let order_id = key.parse().expect("an order id");
                     let entry = settled.entry(key.clone()).or_default();
-                    match Entry::read(order_id, &value).expect("a ledger entry") {
+                    match Entry::read(&value).expect("a ledger entry") {
                         Entry::Charged(charge) => entry.charged = Some(charge.amount),
                         Entry::Voided(_) => entry.voided = true,
                     }

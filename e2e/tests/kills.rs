@@ -48,7 +48,7 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
     let mut stack = Stack::builder(Mode::Processes)
         .configure(|config| {
             config.consumers.ack_wait = Duration::from_secs(2);
-            config.orders.deadline = Duration::from_secs(4);
+            config.orders.deadline = Duration::from_secs(10);
         })
         .start()
         .await;
@@ -305,6 +305,10 @@ async fn a_thousand_orders_survive_killed_services_and_a_broker_restart() {
         }
     })
     .await;
+    // And the audit, from the records alone, agrees for every order.
+    let report = stack.audit().await;
+    assert_eq!(report.orders, ORDERS_PLACED, "{report:?}");
+    assert_eq!(report.findings, [], "the audit finds nothing");
     println!(
         "placed {ORDERS_PLACED}, killed {kills:?}, confirmed {}, cancelled {}, timed out {timed_out}, other rejections {}, terminal {settle:?} after the last 202; lost 0, doubled 0, charged twice 0, money and stock invariants hold for every order",
         confirmed.len(),

@@ -408,3 +408,50 @@ async fn requests_that_break_the_rules_are_refused_and_change_nothing() {
     assert_eq!(stack.count(ORDERS, "orders.ship.*").await, 0);
     assert_eq!(stack.count(ORDERS, "orders.cancel.*").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_audit_finds_an_order_whose_money_is_wrong() {
+    use oms_topology::identity::Identity;
+    let stack = Stack::start().await;
+    let kept = stack.place_ok(&original_body()).await;
+    let cancelled = stack.place_ok(&original_body()).await;
+    assert_eq!(stack.terminal(&kept).await["status"], "CONFIRMED");
+    assert_eq!(stack.terminal(&cancelled).await["status"], "CONFIRMED");
+    stack
+        .post_as(None, &format!("/orders/{cancelled}/cancel"), None)
+        .await;
+    stack.until_status(&cancelled, "CANCELLED").await;
+    settled(&stack, &cancelled, Money::ZERO).await;
+    stack.expect_available("item1", 999).await;
+    let report = stack.audit().await;
+    assert_eq!(report.orders, 2);
+    assert_eq!(report.findings, [], "{report:?}");
+    assert_eq!(report.by_status.get("CANCELLED"), Some(&1));
+
+    // A refund nobody asked for, written straight into the ledger by the one identity that may.
+    let payment = stack.jetstream_as(Identity::Payment).await;
+    let ledger = payment.get_key_value("payment-ledger").await.unwrap();
+    let refund = json!({"refundId": "re_forged", "chargeId": "ch_x", "orderId": kept,
+        "amount": 2599.99, "refundedAt": "2026-01-01T00:00:00Z"});
+    ledger
+        .put(
+            format!("{kept}.refund"),
+            serde_json::to_vec(&refund).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let report = stack.audit().await;
+    let found: Vec<(String, String)> = report
+        .findings
+        .iter()
+        .map(|f| (f.order_id.to_string(), f.problem.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            kept.clone(),
+            "CONFIRMED: charged 2599.99, refunded 2599.99, so keeps 0.00; it should keep 2599.99"
+                .to_string()
+        )]
+    );
+}

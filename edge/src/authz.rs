@@ -9,6 +9,7 @@
 //! | `GET /orders` | its own: no `customerId` means its own, another's is 403 | any, filtered or not |
 //! | `GET /customers/{id}` | its own record; another's is 403 (decided without looking) | any |
 //! | `GET /products/{id}` | any | any |
+//! | `POST /products`, `PATCH /products/{id}`, `POST /products/{id}/stock`, `POST /customers`, `POST /customers/{id}/block`, `…/unblock` | never (403) | any |
 //!
 //! A 403 is given only where the answer follows from the request alone, so it reveals nothing;
 //! whether an order id exists is only known after reading it, so another's order is a 404.
@@ -78,6 +79,16 @@ pub fn read_customer(caller: &Caller, id: &str) -> Result<(), Denied> {
         Role::Customer if caller.sub == id => Ok(()),
         Role::Customer => Err(Denied::Forbidden(
             "a customer reads only its own customer record",
+        )),
+    }
+}
+
+/// May `caller` change the catalog and the customers? Operators only.
+pub fn manage_catalog(caller: &Caller) -> Result<(), Denied> {
+    match caller.role {
+        Role::Operator => Ok(()),
+        Role::Customer => Err(Denied::Forbidden(
+            "only an operator changes products and customers",
         )),
     }
 }
@@ -168,5 +179,7 @@ mod tests {
         assert_eq!(read_customer(&ops(), OTHER), Ok(()));
         assert_eq!(read_product(&ada()), Ok(()));
         assert_eq!(read_product(&ops()), Ok(()));
+        assert!(matches!(manage_catalog(&ada()), Err(Denied::Forbidden(_))));
+        assert_eq!(manage_catalog(&ops()), Ok(()));
     }
 }

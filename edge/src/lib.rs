@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod catalog;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod limits;
@@ -33,7 +34,7 @@ use oms_bus::api::{self};
 use oms_config::Config;
 use oms_domain::api::{
     CustomerView, GetCustomer, GetHistory, GetOrder, GetProduct, HistoryEntry, ListOrders,
-    OrderHistory, OrderPage, OrderStatus, OrderView, ProductView,
+    OrderHistory, OrderPage, OrderStatus, OrderView, ProductView, SetBlocked,
 };
 use oms_domain::events::EVENT_VERSION;
 use oms_domain::{CustomerId, Envelope, Event, OrderId, OrderSnapshot};
@@ -198,6 +199,108 @@ pub fn routes(
         .and(caller())
         .and(with_bus.clone())
         .and_then(order_history);
+    let catalog = {
+        let operator = caller().and_then(|caller: Caller| async move {
+            authz::manage_catalog(&caller)
+                .map(|()| caller)
+                .map_err(|d| warp::reject::custom(denied(d, || Problem::not_found("not found"))))
+        });
+        let body = json_content_type().and(limited_body());
+        let bus = with_bus.clone();
+        let create_product = warp::path!("products")
+            .and(warp::post())
+            .and(operator.clone())
+            .and(body.clone())
+            .and(bus.clone())
+            .and_then(|_: Caller, body: Bytes, bus: Bus| async move {
+                let new = catalog::new_product(&body)?;
+                let product: ProductView = api::call(&bus.client, endpoints::PRODUCTS_CREATE, &new)
+                    .await
+                    .map_err(Problem::from)?;
+                Ok::<_, Rejection>(created(
+                    &product,
+                    format!("/products/{}", product.product_id),
+                ))
+            });
+        let set_price = warp::path!("products" / String)
+            .and(warp::patch())
+            .and(operator.clone())
+            .and(body.clone())
+            .and(bus.clone())
+            .and_then(|id: String, _: Caller, body: Bytes, bus: Bus| async move {
+                let set = catalog::set_price(product_id(&id)?, &body)?;
+                let product: ProductView = api::call(&bus.client, endpoints::PRODUCTS_PRICE, &set)
+                    .await
+                    .map_err(Problem::from)?;
+                Ok::<_, Rejection>(warp::reply::json(&product))
+            });
+        let restock = warp::path!("products" / String / "stock")
+            .and(warp::post())
+            .and(operator.clone())
+            .and(body.clone())
+            .and(warp::header::optional::<String>("idempotency-key"))
+            .and(bus.clone())
+            .and_then(
+                |id: String, _: Caller, body: Bytes, key: Option<String>, bus: Bus| async move {
+                    if let Some(key) = &key {
+                        idempotency::check_key(key)?;
+                    }
+                    let restock = catalog::restock(product_id(&id)?, &body, key)?;
+                    let product: ProductView =
+                        api::call(&bus.client, endpoints::PRODUCTS_RESTOCK, &restock)
+                            .await
+                            .map_err(Problem::from)?;
+                    Ok::<_, Rejection>(warp::reply::json(&product))
+                },
+            );
+        let create_customer = warp::path!("customers")
+            .and(warp::post())
+            .and(operator.clone())
+            .and(body)
+            .and(bus.clone())
+            .and_then(|_: Caller, body: Bytes, bus: Bus| async move {
+                let new = catalog::new_customer(&body)?;
+                let customer: CustomerView =
+                    api::call(&bus.client, endpoints::CUSTOMERS_CREATE, &new)
+                        .await
+                        .map_err(Problem::from)?;
+                Ok::<_, Rejection>(created(
+                    &customer,
+                    format!("/customers/{}", customer.customer_id),
+                ))
+            });
+        let block = warp::path!("customers" / String / String)
+            .and(warp::post())
+            .and(operator)
+            .and(bus)
+            .and_then(
+                |id: String, action: String, _: Caller, bus: Bus| async move {
+                    let blocked = match action.as_str() {
+                        "block" => true,
+                        "unblock" => false,
+                        _ => return Err(warp::reject::not_found()),
+                    };
+                    let not_found = || Problem::not_found(format!("customer {id} does not exist"));
+                    if !place::is_valid_id(&id) {
+                        return Err(not_found().into());
+                    }
+                    let set = SetBlocked {
+                        customer_id: id.clone().into(),
+                        blocked,
+                    };
+                    let customer: CustomerView =
+                        api::call(&bus.client, endpoints::CUSTOMERS_BLOCK, &set)
+                            .await
+                            .map_err(Problem::from)?;
+                    Ok::<_, Rejection>(warp::reply::json(&customer))
+                },
+            );
+        create_product
+            .or(set_price)
+            .or(restock)
+            .or(create_customer)
+            .or(block)
+    };
     let get_customer = warp::path!("customers" / String)
         .and(warp::get())
         .and(caller())
@@ -209,6 +312,7 @@ pub fn routes(
         .and(with_bus)
         .and_then(get_product);
     place
+        .or(catalog)
         .or(get_order)
         .or(cancel)
         .or(ship)
@@ -458,6 +562,20 @@ async fn change_order(
         status: request.target(),
     });
     Ok(warp::reply::with_status(reply, StatusCode::ACCEPTED))
+}
+
+/// A product id from a path, or 404.
+fn product_id(id: &str) -> Result<oms_domain::ProductId, Problem> {
+    match place::is_valid_id(id) {
+        true => Ok(id.into()),
+        false => Err(Problem::not_found(format!("product {id} does not exist"))),
+    }
+}
+
+/// `201 Created` with the thing and where it lives.
+fn created<T: Serialize>(body: &T, location: String) -> impl Reply + use<T> {
+    let reply = warp::reply::with_header(warp::reply::json(body), "location", location);
+    warp::reply::with_status(reply, StatusCode::CREATED)
 }
 
 /// A 404 for a refusal that is a 403 by construction (the role decides, not the order).

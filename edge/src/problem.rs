@@ -58,6 +58,7 @@ impl From<ApiError> for Problem {
         match e {
             ApiError::NotFound(d) => Problem::not_found(d),
             ApiError::BadRequest(d) => Problem::invalid(d),
+            ApiError::Conflict(d) => Problem::new(StatusCode::CONFLICT, "conflict", d),
             ApiError::Unavailable(d) => {
                 Problem::unavailable(format!("the service is unreachable: {d}"))
             }

@@ -6,7 +6,9 @@
 //! client's amount is not the priced total; release, or cancel ahead when the rejection came
 //! first) → takes or gives back stock and records the reservations in one transaction →
 //! publishes `inventory.reserved`, `inventory.rejected` or `inventory.released` → ack.
-//! Stores `products` and `reservations`. Also answers `oms.api.products.get`.
+//! Stores `products` and `reservations`. Also answers `oms.api.products.get`, and for operators
+//! `oms.api.products.create`, `.price` and `.restock` (request/reply: each change is done in one
+//! transaction when the answer comes; orders already priced keep their prices).
 
 pub mod decide;
 pub mod store;
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
-use oms_domain::api::{GetProduct, ProductView};
+use oms_domain::api::{GetProduct, NewProduct, ProductView, Restock, SetPrice};
 use oms_domain::events::{Priced, Rejection, Released};
 use oms_domain::{Event, EventKind, OrderId, OrderSnapshot, ProductId};
 use oms_host::Service;
@@ -28,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decide::Stock;
 use crate::decide::{Answer, Ask, Held, Plan};
+use crate::store::Restocked;
 
 pub const SERVICE: &str = "inventory";
 
@@ -39,8 +42,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
     let pool = service.database(&store::MIGRATIONS).await?;
+    let writer = db::Writer::new(pool.clone());
     let inventory = Inventory {
-        writer: db::Writer::new(pool.clone()),
+        writer: writer.clone(),
     };
     service.consume(&[topology::INVENTORY_ORDERS], inventory)?;
     service
@@ -49,10 +53,55 @@ pub async fn run(
             "Products and stock of the OMS",
         )
         .await?;
+    let read = pool.clone();
     service
         .endpoint(topology::api::PRODUCTS_GET, move |req: GetProduct| {
-            let pool = pool.clone();
+            let pool = read.clone();
             async move { get_product(&pool, &req.product_id).await }
+        })
+        .await?;
+    let create = pool.clone();
+    service
+        .endpoint(topology::api::PRODUCTS_CREATE, move |req: NewProduct| {
+            let pool = create.clone();
+            async move {
+                if !store::create(&pool, &req).await? {
+                    return Err(ApiError::Conflict(format!(
+                        "product {} exists already",
+                        req.product_id
+                    )));
+                }
+                get_product(&pool, &req.product_id).await
+            }
+        })
+        .await?;
+    let price = pool.clone();
+    service
+        .endpoint(topology::api::PRODUCTS_PRICE, move |req: SetPrice| {
+            let pool = price.clone();
+            async move {
+                if !store::set_price(&pool, &req).await? {
+                    return Err(not_found(&req.product_id));
+                }
+                get_product(&pool, &req.product_id).await
+            }
+        })
+        .await?;
+    service
+        .endpoint(topology::api::PRODUCTS_RESTOCK, move |req: Restock| {
+            let (pool, writer) = (pool.clone(), writer.clone());
+            async move {
+                match store::restock(&writer, &req).await? {
+                    Restocked::Added | Restocked::Repeated => {}
+                    Restocked::UnknownProduct => return Err(not_found(&req.product_id)),
+                    Restocked::KeyReused => {
+                        return Err(ApiError::Conflict(
+                            "this Idempotency-Key was already used for another delivery".into(),
+                        ));
+                    }
+                }
+                get_product(&pool, &req.product_id).await
+            }
         })
         .await?;
     service.run().await
@@ -188,10 +237,14 @@ fn announcement(arrival: &StockEvent, answer: Answer) -> Option<Event> {
     })
 }
 
+fn not_found(product_id: &ProductId) -> ApiError {
+    ApiError::NotFound(format!("product {product_id} does not exist"))
+}
+
 async fn get_product(pool: &AnyPool, product_id: &ProductId) -> Result<ProductView, ApiError> {
     let product = store::product(pool, product_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("product {product_id} does not exist")))?;
+        .ok_or_else(|| not_found(product_id))?;
     Ok(ProductView {
         product_id: product.product_id,
         name: product.name,

@@ -3,8 +3,9 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
+use oms_domain::api::{NewProduct, Restock, SetPrice};
 use oms_domain::{Money, OrderId, ProductId, Reason};
-use oms_store::{MAX_ROWS, Part, Script, StatementResult, Value, id};
+use oms_store::{MAX_ROWS, Part, Script, StatementResult, Value, Writer, id};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
@@ -204,6 +205,85 @@ pub fn mark_released(script: &mut Script, orders: &[OrderId], now: i64) {
             .collect();
         script.push(sql, values);
     }
+}
+
+/// Creates a product; `false` if the id exists already (nothing changes).
+pub async fn create(pool: &AnyPool, new: &NewProduct) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO products (product_id, name, price_cents, available) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (product_id) DO NOTHING",
+    )
+    .bind(new.product_id.as_str())
+    .bind(new.name.as_str())
+    .bind(new.price.cents())
+    .bind(new.available)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets a product's price; `false` if there is no such product. Reservations keep the prices
+/// they were made at.
+pub async fn set_price(pool: &AnyPool, set: &SetPrice) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE products SET price_cents = $1 WHERE product_id = $2")
+        .bind(set.price.cents())
+        .bind(set.product_id.as_str())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What a restock did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restocked {
+    Added,
+    /// The key was used before, for this very delivery: nothing added again.
+    Repeated,
+    /// The key was used before for another delivery.
+    KeyReused,
+    UnknownProduct,
+}
+
+/// Adds stock, in one transaction with the key's record when there is a key.
+pub async fn restock(writer: &Writer, restock: &Restock) -> Result<Restocked, sqlx::Error> {
+    let mut tx = writer.begin().await?;
+    if let Some(key) = &restock.key {
+        let kept = sqlx::query("SELECT product_id, quantity FROM restocks WHERE restock_key = $1")
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = kept {
+            let same = row.try_get::<String, _>("product_id")? == restock.product_id.as_str()
+                && row.try_get::<i64, _>("quantity")? == restock.add;
+            return Ok(if same {
+                Restocked::Repeated
+            } else {
+                Restocked::KeyReused
+            });
+        }
+    }
+    let added = sqlx::query("UPDATE products SET available = available + $1 WHERE product_id = $2")
+        .bind(restock.add)
+        .bind(restock.product_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    if added.rows_affected() != 1 {
+        return Ok(Restocked::UnknownProduct);
+    }
+    if let Some(key) = &restock.key {
+        sqlx::query(
+            "INSERT INTO restocks (restock_key, product_id, quantity, added_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key.as_str())
+        .bind(restock.product_id.as_str())
+        .bind(restock.add)
+        .bind(oms_store::now_micros())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Restocked::Added)
 }
 
 pub async fn product(

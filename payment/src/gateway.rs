@@ -6,66 +6,9 @@
 //! entry `<orderId>.refund`, so a charge is refunded at most once.
 
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
+pub use oms_domain::ledger::{Charge, Entry, Refund, Void, refund_key};
 use oms_domain::{Money, OrderId};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// A charge as the ledger keeps it (JSON, readable with `nats kv get payment-ledger <orderId>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Charge {
-    pub charge_id: String,
-    pub order_id: OrderId,
-    pub amount: Money,
-    #[serde(with = "time::serde::rfc3339")]
-    pub charged_at: time::OffsetDateTime,
-}
-
-/// The mark that an order ended before it was charged: it never will be.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Void {
-    pub order_id: OrderId,
-    #[serde(with = "time::serde::rfc3339")]
-    pub voided_at: time::OffsetDateTime,
-}
-
-/// A charge given back (JSON, under `<orderId>.refund`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Refund {
-    pub refund_id: String,
-    pub charge_id: String,
-    pub order_id: OrderId,
-    pub amount: Money,
-    #[serde(with = "time::serde::rfc3339")]
-    pub refunded_at: time::OffsetDateTime,
-}
-
-/// The ledger's key of the refund of `order_id`'s charge.
-pub fn refund_key(order_id: OrderId) -> String {
-    format!("{order_id}.refund")
-}
-
-/// What the ledger holds for an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    Charged(Charge),
-    Voided(Void),
-}
-
-impl Entry {
-    pub fn read(order_id: OrderId, value: &[u8]) -> Result<Entry, GatewayError> {
-        // Two plain structs rather than an untagged enum: money must be read from its text.
-        match serde_json::from_slice::<Charge>(value) {
-            Ok(charge) => Ok(Entry::Charged(charge)),
-            Err(e) => match serde_json::from_slice::<Void>(value) {
-                Ok(void) => Ok(Entry::Voided(void)),
-                Err(_) => Err(GatewayError::Corrupt(order_id, e)),
-            },
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -92,10 +35,12 @@ pub async fn charge(
     let value = serde_json::to_vec(&charge).expect("a charge always serializes");
     match create_or_read(ledger, &key, value).await? {
         None => Ok(Some(charge)),
-        Some(existing) => match Entry::read(order_id, &existing)? {
-            Entry::Charged(first) => Ok(Some(first)),
-            Entry::Voided(_) => Ok(None),
-        },
+        Some(existing) => {
+            match Entry::read(&existing).map_err(|e| GatewayError::Corrupt(order_id, e))? {
+                Entry::Charged(first) => Ok(Some(first)),
+                Entry::Voided(_) => Ok(None),
+            }
+        }
     }
 }
 
@@ -115,7 +60,7 @@ pub async fn void_or_refund(
     let Some(existing) = create_or_read(ledger, &order_id.to_string(), value).await? else {
         return Ok(None);
     };
-    let charge = match Entry::read(order_id, &existing)? {
+    let charge = match Entry::read(&existing).map_err(|e| GatewayError::Corrupt(order_id, e))? {
         Entry::Voided(_) => return Ok(None),
         Entry::Charged(charge) => charge,
     };

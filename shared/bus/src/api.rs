@@ -18,6 +18,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The request contradicts what is stored (an id that exists already).
+    #[error("{0}")]
+    Conflict(String),
     /// The service is reachable but failed (a database error); details stay in its log.
     #[error("{0}")]
     Internal(String),
@@ -31,6 +34,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => 404,
             ApiError::BadRequest(_) => 400,
+            ApiError::Conflict(_) => 409,
             ApiError::Internal(_) => 500,
             ApiError::Unavailable(_) => 503,
         }
@@ -111,6 +115,7 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         return Err(match code.as_str() {
             "404" => ApiError::NotFound(text),
             "400" => ApiError::BadRequest(text),
+            "409" => ApiError::Conflict(text),
             _ => ApiError::Internal(text),
         });
     }

@@ -263,6 +263,52 @@ pub struct ProductView {
     pub available: i64,
 }
 
+/// An operator's new product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewProduct {
+    pub product_id: ProductId,
+    pub name: String,
+    pub price: Money,
+    pub available: i64,
+}
+
+/// A product's new price (orders already priced keep theirs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetPrice {
+    pub product_id: ProductId,
+    pub price: Money,
+}
+
+/// Stock delivered to the warehouse: `add` more of a product. With a `key`, a repeat of the
+/// same key adds nothing (a retry after a lost answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restock {
+    pub product_id: ProductId,
+    pub add: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// An operator's new customer (ACTIVE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewCustomer {
+    pub customer_id: CustomerId,
+    pub name: String,
+    pub credit_limit: Money,
+}
+
+/// Block or unblock a customer: a blocked one's new orders are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetBlocked {
+    pub customer_id: CustomerId,
+    pub blocked: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

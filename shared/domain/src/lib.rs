@@ -6,6 +6,7 @@
 pub mod api;
 pub mod events;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 
 pub use events::{Envelope, Event, EventKind, Item, OrderSnapshot, PricedItem, Reason};

@@ -151,8 +151,23 @@ impl Identity {
     /// The service-API endpoints this identity serves, and the micro service's name.
     fn serves(self) -> Option<(&'static str, &'static [&'static str])> {
         match self {
-            Identity::Customer => Some((api::CUSTOMERS_SERVICE, &[api::CUSTOMERS_GET])),
-            Identity::Inventory => Some((api::INVENTORY_SERVICE, &[api::PRODUCTS_GET])),
+            Identity::Customer => Some((
+                api::CUSTOMERS_SERVICE,
+                &[
+                    api::CUSTOMERS_GET,
+                    api::CUSTOMERS_CREATE,
+                    api::CUSTOMERS_BLOCK,
+                ],
+            )),
+            Identity::Inventory => Some((
+                api::INVENTORY_SERVICE,
+                &[
+                    api::PRODUCTS_GET,
+                    api::PRODUCTS_CREATE,
+                    api::PRODUCTS_PRICE,
+                    api::PRODUCTS_RESTOCK,
+                ],
+            )),
             Identity::Order => Some((
                 api::ORDERS_SERVICE,
                 &[api::ORDERS_GET, api::ORDERS_LIST, api::ORDERS_HISTORY],

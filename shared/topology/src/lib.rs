@@ -264,6 +264,11 @@ pub mod api {
     pub const CUSTOMERS_GET: &str = "oms.api.customers.get";
     pub const PRODUCTS_GET: &str = "oms.api.products.get";
     pub const ORDERS_HISTORY: &str = "oms.api.orders.history";
+    pub const PRODUCTS_CREATE: &str = "oms.api.products.create";
+    pub const PRODUCTS_PRICE: &str = "oms.api.products.price";
+    pub const PRODUCTS_RESTOCK: &str = "oms.api.products.restock";
+    pub const CUSTOMERS_CREATE: &str = "oms.api.customers.create";
+    pub const CUSTOMERS_BLOCK: &str = "oms.api.customers.block";
 }
 
 /// The README's table of streams, rendered from [`EVENT_STREAMS`] and [`Identity::writes`]
