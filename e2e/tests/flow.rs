@@ -224,9 +224,11 @@ async fn a_declined_payment_gives_the_stock_back_and_charges_nothing() {
         .await;
     assert_eq!(released["type"], "InventoryReleased");
     stack.expect_available("item4", 5).await;
-    let js = stack.jetstream().await;
-    let ledger = js.get_key_value("payment-ledger").await.unwrap();
-    assert!(ledger.get(&id).await.unwrap().is_none(), "no charge");
+    // No charge; once the order is rejected the ledger voids it, so none can come.
+    stack.drained(ORDERS, "payment-orders").await;
+    let ledger = stack.ledger().await;
+    assert_eq!(ledger[&id].charged, None, "no charge");
+    assert!(ledger[&id].voided, "{:?}", ledger[&id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

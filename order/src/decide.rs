@@ -1,8 +1,8 @@
 //! The order's life, as pure functions: which status an event moves it to, what a batch
 //! changes, and what is announced. The saga (placed, verdicts, payment) takes an order from
-//! PENDING to CONFIRMED or REJECTED ([`plan`]); the lifecycle's requests and its deadline take
-//! it on from there ([`Command`], [`lifecycle`]), along the graph of
-//! [`OrderStatus::may_become`].
+//! PENDING to CONFIRMED or REJECTED ([`plan`]); people's requests take it on from there
+//! ([`Command`], [`lifecycle`]), along the graph of [`OrderStatus::may_become`]; its deadline
+//! rejects it if it is still PENDING then ([`timed_out`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -162,14 +162,12 @@ pub fn announcements(
         .collect()
 }
 
-/// What the lifecycle takes: requests people made through the edge, and deadlines.
+/// What the lifecycle takes: requests people made through the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Cancel(Reason),
     Ship(String),
     Deliver,
-    /// The order's deadline came; it carries the order, for the rejection.
-    Deadline(OrderSnapshot),
 }
 
 impl Command {
@@ -179,23 +177,18 @@ impl Command {
             Command::Cancel(_) => OrderStatus::Cancelled,
             Command::Ship(_) => OrderStatus::Shipped,
             Command::Deliver => OrderStatus::Delivered,
-            Command::Deadline(_) => OrderStatus::Rejected,
         }
     }
 
     fn transition(&self) -> Transition {
-        let (reason, detail) = match self {
-            Command::Cancel(reason) => (Some(*reason), None),
-            Command::Deadline(_) => (
-                Some(Reason::TimedOut),
-                Some("the order was still pending when its deadline came".to_string()),
-            ),
-            Command::Ship(_) | Command::Deliver => (None, None),
+        let reason = match self {
+            Command::Cancel(reason) => Some(*reason),
+            Command::Ship(_) | Command::Deliver => None,
         };
         Transition {
             status: self.target(),
             reason,
-            detail,
+            detail: None,
         }
     }
 }
@@ -223,12 +216,7 @@ pub fn lifecycle(head: Option<&Head>, command: &Command) -> Step {
         return Step::Later;
     };
     let target = command.target();
-    let done = match command {
-        // Rejected for another reason first: that one stands.
-        Command::Deadline(_) => head.status == target && head.reason == Some(Reason::TimedOut),
-        _ => head.status == target,
-    };
-    if done {
+    if head.status == target {
         return if head.announced {
             Step::Nothing
         } else {
@@ -261,11 +249,15 @@ pub fn lifecycle_event(command: &Command, head: &Head) -> Event {
                 .unwrap_or_else(|| requested.clone()),
         }),
         Command::Deliver => Event::OrderDelivered(Nothing {}),
-        Command::Deadline(order) => Event::OrderRejected(Rejection {
-            order: order.clone(),
-            reason: Reason::TimedOut,
-            detail: head.detail.clone().unwrap_or_default(),
-        }),
+    }
+}
+
+/// The rejection of an order whose deadline came while it was PENDING.
+pub fn timed_out() -> Transition {
+    Transition {
+        status: OrderStatus::Rejected,
+        reason: Some(Reason::TimedOut),
+        detail: Some("the order was still pending when its deadline came".into()),
     }
 }
 
@@ -424,7 +416,6 @@ mod tests {
         use OrderStatus::*;
         let cancel = Command::Cancel(Reason::CancelledByCustomer);
         let ship = Command::Ship("1Z".into());
-        let deadline = Command::Deadline(order());
         let moved = |h: Head, c: &Command| match lifecycle(Some(&h), c) {
             Step::Move { from, to } => Some((from, to.status, to.reason)),
             _ => None,
@@ -436,10 +427,6 @@ mod tests {
         assert_eq!(
             moved(head(Confirmed, true), &cancel),
             Some((Confirmed, Cancelled, Some(Reason::CancelledByCustomer)))
-        );
-        assert_eq!(
-            moved(head(Pending, false), &deadline),
-            Some((Pending, Rejected, Some(Reason::TimedOut)))
         );
         assert_eq!(
             moved(head(Confirmed, true), &ship),
@@ -454,8 +441,6 @@ mod tests {
             (Shipped, &cancel),
             (Delivered, &cancel),
             (Rejected, &cancel),
-            (Confirmed, &deadline),
-            (Cancelled, &deadline),
             (Pending, &ship),
             (Cancelled, &ship),
             (Confirmed, &Command::Deliver),
@@ -466,12 +451,6 @@ mod tests {
                 "{status:?} {command:?}"
             );
         }
-        // A rejection for another reason is not a timeout done.
-        let rejected = Head {
-            reason: Some(Reason::OutOfStock),
-            ..head(Rejected, true)
-        };
-        assert_eq!(lifecycle(Some(&rejected), &deadline), Step::Nothing);
     }
 
     #[test]
@@ -507,7 +486,5 @@ mod tests {
             announcements(&[incoming(a, processed())], &heads),
             vec![None]
         );
-        let said = lifecycle_event(&Command::Deadline(order()), &timed_out);
-        assert!(matches!(said, Event::OrderRejected(r) if r.reason == Reason::TimedOut));
     }
 }

@@ -4,13 +4,13 @@
 //! The saga: takes `orders.placed`, `customers.rejected`, `inventory.rejected`,
 //! `payments.processed` and `payments.failed` (four consumers, one pipeline) → claims the
 //! events and loads their orders → decides (pure: create from the snapshot if new, next status,
-//! forward only) → sets each new order's deadline (a JetStream message schedule) → persists
-//! with the event ids in one transaction → publishes `orders.confirmed` or `orders.rejected`
-//! once an order is final and not yet announced → ack. The lifecycle after it (cancel, ship,
-//! deliver, the deadline) is [`lifecycle`]. Stores `orders`, `order_items`, `order_history` and
-//! `processed_events`. Also answers `oms.api.orders.get`, `oms.api.orders.list` and
-//! `oms.api.orders.history` ([`history`]).
+//! forward only) → persists with the event ids in one transaction → publishes `orders.confirmed`
+//! or `orders.rejected` once an order is final and not yet announced → ack. After it: people's
+//! requests ([`lifecycle`]) and each order's deadline ([`deadline`]). Stores `orders`,
+//! `order_items`, `order_history` and `processed_events`. Also answers `oms.api.orders.get`,
+//! `oms.api.orders.list` and `oms.api.orders.history` ([`history`]).
 
+pub mod deadline;
 pub mod decide;
 pub mod history;
 pub mod lifecycle;
@@ -21,12 +21,8 @@ use std::collections::{HashMap, HashSet};
 use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
-use std::time::Duration;
-
-use async_nats::jetstream;
-use oms_domain::api::{GetHistory, GetOrder, ListOrders, OrderStatus};
-use oms_domain::events::Snapshot;
-use oms_domain::{Envelope, Event, EventId, EventKind, OrderId};
+use oms_domain::api::{GetHistory, GetOrder, ListOrders};
+use oms_domain::{Event, EventId, EventKind, OrderId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
 use oms_topology as topology;
@@ -48,8 +44,6 @@ pub async fn run(
     let writer = db::Writer::new(pool.clone());
     let orders = Orders {
         writer: writer.clone(),
-        js: service.bus().js.clone(),
-        deadline: config.orders.deadline,
     };
     // Four consumers into one pipeline: one transaction per round for all of them.
     let consumers = [
@@ -59,8 +53,18 @@ pub async fn run(
         topology::ORDER_PAYMENTS,
     ];
     service.consume(&consumers, orders)?;
-    let lifecycle = [topology::ORDER_LIFECYCLE, topology::ORDER_DEADLINES];
-    service.consume(&lifecycle, lifecycle::Lifecycle { writer })?;
+    service.consume(
+        &[topology::ORDER_LIFECYCLE],
+        lifecycle::Lifecycle {
+            writer: writer.clone(),
+        },
+    )?;
+    let deadlines =
+        deadline::Deadlines::new(writer, service.bus().js.clone(), config.orders.deadline);
+    service.background("deadlines", move |shutdown| {
+        let deadlines = deadlines.clone();
+        async move { deadlines.run(shutdown).await }
+    });
     service
         .api(topology::api::ORDERS_SERVICE, "Orders of the OMS")
         .await?;
@@ -117,35 +121,6 @@ impl Input for OrderEvent {
 struct Orders {
     /// Rounds overlap (on PostgreSQL) only in that one publishes while the next writes.
     writer: db::Writer,
-    /// Sets deadlines, as the order service.
-    js: jetstream::Context,
-    /// How long an order may stay PENDING.
-    deadline: Duration,
-}
-
-impl Orders {
-    /// Has JetStream publish `deadlines.due.<id>` when each order's deadline comes (at once
-    /// if it is past already). Done before the orders are committed, so that a crash in between
-    /// means the placed event comes again and sets it again (which replaces it).
-    async fn set_deadlines(&self, plan: &Plan) -> Result<(), HandleError> {
-        let pending = plan.new.iter().filter(|(id, _, _)| {
-            plan.heads.get(id).map(|h| h.status) == Some(OrderStatus::Pending)
-        });
-        let set = pending.map(|(order_id, order, _)| async move {
-            let due = order.placed_at + self.deadline;
-            let event = Envelope::new(
-                *order_id,
-                Event::OrderDeadlineReached(Snapshot {
-                    order: order.clone(),
-                }),
-            );
-            oms_bus::schedule(&self.js, &event, &topology::deadline_timer(*order_id), due).await
-        });
-        for set in futures::future::join_all(set).await {
-            set.map_err(HandleError::transient)?;
-        }
-        Ok(())
-    }
 }
 
 /// A batch goes in stream order in one transaction. Overlapping rounds would be safe for the
@@ -197,7 +172,6 @@ impl Step for Orders {
         batch: &[Incoming<OrderEvent>],
         mut plan: Plan,
     ) -> Result<Vec<Option<Event>>, HandleError> {
-        self.set_deadlines(&plan).await?;
         let mut script = Script::new(&tx);
         let created = store::create(&mut script, &plan.new);
         let changed = store::apply(&mut script, &plan.changes, db::now_micros());
@@ -266,8 +240,6 @@ mod tests {
         let orders = oms_bus::Pipeline::new(
             Orders {
                 writer: db::Writer::new(pool.clone()),
-                js: js.clone(),
-                deadline: Duration::from_secs(3600),
             },
             js.clone(),
         );
@@ -347,22 +319,5 @@ mod tests {
             .await
             .expect("subject counts");
         assert_eq!(info.values().sum::<usize>(), 1, "announced once: {info:?}");
-        // Its deadline waits in its stream, set once (a repeat would have replaced it).
-        let deadlines = observer
-            .get_stream(topology::DEADLINES)
-            .await
-            .expect("DEADLINES");
-        let timers = deadlines
-            .info_with_subjects(topology::deadline_timer(order_id))
-            .await
-            .expect("subjects")
-            .try_collect::<std::collections::HashMap<String, usize>>()
-            .await
-            .expect("subject counts");
-        assert_eq!(
-            timers.values().sum::<usize>(),
-            1,
-            "one deadline: {timers:?}"
-        );
     }
 }

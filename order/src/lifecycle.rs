@@ -1,11 +1,11 @@
 //! The lifecycle after the saga: cancel, ship and deliver (requests people made through the
-//! edge) and the deadline (which JetStream publishes when it comes).
+//! edge).
 //!
-//! takes `orders.cancel`, `orders.ship`, `orders.deliver` and `orders.deadline` → loads the
-//! heads of their orders → decides (pure: [`decide::lifecycle`], forward along the graph only)
-//! → moves each order with a guarded update and its history entry in one transaction →
-//! publishes `orders.cancelled`, `orders.shipped`, `orders.delivered` or `orders.rejected`
-//! (`TIMED_OUT`) → ack. A request the graph does not allow changes nothing.
+//! takes `orders.cancel`, `orders.ship` and `orders.deliver` → loads the heads of their orders
+//! → decides (pure: [`decide::lifecycle`], forward along the graph only) → moves each order with
+//! a guarded update and its history entry in one transaction → publishes `orders.cancelled`,
+//! `orders.shipped` or `orders.delivered` → ack. A request the graph does not allow changes
+//! nothing.
 
 use std::collections::HashMap;
 
@@ -21,7 +21,6 @@ impl Input for Command {
         EventKind::OrderCancelRequested,
         EventKind::OrderShipRequested,
         EventKind::OrderDeliverRequested,
-        EventKind::OrderDeadlineReached,
     ];
 
     fn take(event: Event) -> Option<Self> {
@@ -29,7 +28,6 @@ impl Input for Command {
             Event::OrderCancelRequested(c) => Some(Command::Cancel(c.reason)),
             Event::OrderShipRequested(s) => Some(Command::Ship(s.tracking_number)),
             Event::OrderDeliverRequested(_) => Some(Command::Deliver),
-            Event::OrderDeadlineReached(s) => Some(Command::Deadline(s.order)),
             _ => None,
         }
     }

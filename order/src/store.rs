@@ -298,6 +298,76 @@ pub fn change(
     moved
 }
 
+/// PENDING orders placed before `cutoff` (µs), oldest first, at most `limit`: the index on
+/// (status, created_at) reads only these. With the snapshot their rejection carries.
+pub async fn overdue(
+    conn: &mut AnyConnection,
+    cutoff: i64,
+    limit: i64,
+) -> Result<Vec<(OrderId, OrderSnapshot)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT order_id, customer_id, total_cents, created_at FROM orders \
+         WHERE status = 'PENDING' AND created_at < $1 ORDER BY created_at LIMIT $2",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    snapshots(conn, &rows).await
+}
+
+/// Orders rejected `TIMED_OUT` whose rejection is not yet on the stream (a crash came between
+/// the commit and the publish).
+pub async fn unannounced_timeouts(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(OrderId, OrderSnapshot)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT order_id, customer_id, total_cents, created_at FROM orders \
+         WHERE status = 'REJECTED' AND reason = $1 AND announced = 0",
+    )
+    .bind(Reason::TimedOut.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    snapshots(conn, &rows).await
+}
+
+/// The orders of `rows` as they were placed, with their items.
+async fn snapshots(
+    conn: &mut AnyConnection,
+    rows: &[AnyRow],
+) -> Result<Vec<(OrderId, OrderSnapshot)>, sqlx::Error> {
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String, _>("order_id"))
+        .collect::<Result<_, _>>()?;
+    let mut items: HashMap<String, Vec<Item>> = HashMap::new();
+    let sql = "SELECT order_id, product_id, quantity FROM order_items \
+               WHERE order_id IN ({keys}) ORDER BY order_id, line";
+    for row in oms_store::fetch_in(conn, sql, &ids).await? {
+        items
+            .entry(row.try_get("order_id")?)
+            .or_default()
+            .push(Item {
+                product_id: id(&row, "product_id")?,
+                quantity: u32::try_from(row.try_get::<i64, _>("quantity")?).unwrap_or(u32::MAX),
+            });
+    }
+    rows.iter()
+        .map(|r| {
+            let order_id: String = r.try_get("order_id")?;
+            let snapshot = OrderSnapshot {
+                customer_id: id(r, "customer_id")?,
+                items: items.remove(&order_id).unwrap_or_default(),
+                total_amount: r
+                    .try_get::<Option<i64>, _>("total_cents")?
+                    .map(Money::from_cents),
+                placed_at: from_micros(r.try_get("created_at")?),
+            };
+            Ok((id(r, "order_id")?, snapshot))
+        })
+        .collect()
+}
+
 /// Marks the final status of `orders` as published.
 pub async fn mark_announced(pool: &AnyPool, orders: &[OrderId]) -> Result<(), sqlx::Error> {
     if orders.is_empty() {

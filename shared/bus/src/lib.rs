@@ -22,7 +22,7 @@ pub use consume::{Handler, consume};
 pub use error::{BusError, HandleError};
 pub use funnel::Funnel;
 pub use pipeline::{Incoming, Input, Pipeline, Step};
-pub use publish::{publish, publish_all, schedule};
+pub use publish::{publish, publish_all};
 
 pub const HEADER_EVENT_TYPE: &str = "Oms-Event-Type";
 pub const HEADER_TRACEPARENT: &str = "traceparent";

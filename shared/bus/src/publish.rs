@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
-use async_nats::{HeaderMap, header};
 use backon::{ExponentialBuilder, Retryable};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tracing::{debug, warn};
 
 use oms_domain::Envelope;
@@ -31,30 +29,9 @@ pub async fn publish(
         subject.clone(),
         headers(event),
         event.encode(),
-        Some(&subject),
+        &subject,
     )
     .await
-}
-
-/// Has JetStream publish `event` on its subject at `at`: stores it on `timer` (a subject of the
-/// same stream, which allows message schedules) with `Nats-Schedule: @at <at>`; JetStream
-/// publishes it then with the same headers, and forgets the timer. A time already past is
-/// published at once. Storing the same timer again replaces it (one schedule per subject), so a
-/// repeat is harmless. No `Nats-Msg-Id`: the published copy would carry it.
-pub async fn schedule(
-    js: &jetstream::Context,
-    event: &Envelope,
-    timer: &str,
-    at: OffsetDateTime,
-) -> Result<(), BusError> {
-    let at = at
-        .format(&Rfc3339)
-        .expect("a time from the clock or an event formats as RFC 3339");
-    let mut headers = headers(event);
-    headers.insert(header::NATS_SCHEDULE, format!("@at {at}").as_str());
-    headers.insert(header::NATS_SCHEDULE_TARGET, event.subject().as_str());
-    send(js, timer.to_string(), headers, event.encode(), None).await?;
-    Ok(())
 }
 
 fn headers(event: &Envelope) -> HeaderMap {
@@ -64,22 +41,20 @@ fn headers(event: &Envelope) -> HeaderMap {
     headers
 }
 
-/// Publishes and awaits the PubAck, sending again (with the same `Nats-Msg-Id`, if any) when
-/// none came.
+/// Publishes and awaits the PubAck, sending again (with the same `Nats-Msg-Id`) when none
+/// came.
 async fn send(
     js: &jetstream::Context,
     subject: String,
     headers: HeaderMap,
     payload: bytes::Bytes,
-    message_id: Option<&str>,
+    message_id: &str,
 ) -> Result<jetstream::publish::PublishAck, BusError> {
     let send = || async {
-        let mut message = Publish::build()
+        let message = Publish::build()
             .payload(payload.clone())
-            .headers(headers.clone());
-        if let Some(id) = message_id {
-            message = message.message_id(id);
-        }
+            .headers(headers.clone())
+            .message_id(message_id);
         js.send_publish(subject.clone(), message).await?.await
     };
     let retries = ExponentialBuilder::default()

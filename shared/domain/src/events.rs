@@ -205,9 +205,6 @@ pub enum Event {
     OrderShipRequested(Shipment),
     /// A request (from the edge, for an operator): the order reached its customer.
     OrderDeliverRequested(Nothing),
-    /// The order's deadline came (JetStream published it at the time the order service
-    /// scheduled when the order was placed).
-    OrderDeadlineReached(Snapshot),
     OrderCancelled(Cancellation),
     OrderShipped(Shipment),
     OrderDelivered(Nothing),
@@ -229,7 +226,7 @@ impl Event {
     pub fn order(&self) -> Option<&OrderSnapshot> {
         match self {
             Event::OrderPlaced(o) => Some(o),
-            Event::OrderConfirmed(s) | Event::OrderDeadlineReached(s) => Some(&s.order),
+            Event::OrderConfirmed(s) => Some(&s.order),
             Event::InventoryReserved(p) => Some(&p.order),
             Event::OrderRejected(r)
             | Event::CustomerRejected(r)
@@ -278,7 +275,6 @@ impl EventKind {
             EventKind::OrderCancelRequested => "orders.cancel",
             EventKind::OrderShipRequested => "orders.ship",
             EventKind::OrderDeliverRequested => "orders.deliver",
-            EventKind::OrderDeadlineReached => "deadlines.due",
             EventKind::OrderCancelled => "orders.cancelled",
             EventKind::OrderShipped => "orders.shipped",
             EventKind::OrderDelivered => "orders.delivered",
@@ -311,7 +307,7 @@ impl Serialize for Data<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Event::OrderPlaced(p) => p.serialize(serializer),
-            Event::OrderConfirmed(p) | Event::OrderDeadlineReached(p) => p.serialize(serializer),
+            Event::OrderConfirmed(p) => p.serialize(serializer),
             Event::InventoryReleased(p) => p.serialize(serializer),
             Event::OrderCancelRequested(p) => p.serialize(serializer),
             Event::OrderShipRequested(p) | Event::OrderShipped(p) => p.serialize(serializer),
@@ -424,9 +420,6 @@ impl<'de> DeserializeSeed<'de> for Payload {
             }
             EventKind::OrderDeliverRequested => {
                 Event::OrderDeliverRequested(Deserialize::deserialize(d)?)
-            }
-            EventKind::OrderDeadlineReached => {
-                Event::OrderDeadlineReached(Deserialize::deserialize(d)?)
             }
             EventKind::OrderCancelled => Event::OrderCancelled(Deserialize::deserialize(d)?),
             EventKind::OrderShipped => Event::OrderShipped(Deserialize::deserialize(d)?),
@@ -1096,7 +1089,6 @@ mod tests {
                 tracking_number: "1Z999AA10123456784".into(),
             }),
             Event::OrderDeliverRequested(Nothing {}),
-            Event::OrderDeadlineReached(snapshot()),
             Event::OrderCancelled(Cancellation {
                 reason: Reason::CancelledByOperator,
             }),

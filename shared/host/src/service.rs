@@ -148,6 +148,17 @@ impl Service {
         }
     }
 
+    /// Runs `task` until `shutdown` (it is given the token), restarted like a consumer if it
+    /// ends before.
+    pub fn background<F, Fut>(&self, what: &str, task: F)
+    where
+        F: Fn(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shutdown = self.shutdown.clone();
+        self.supervise(what.to_string(), move || task(shutdown.clone()));
+    }
+
     /// Starts the service's read API (the NATS service API, so `nats micro ls` lists it).
     pub async fn api(&mut self, name: &str, description: &str) -> anyhow::Result<()> {
         let service = self

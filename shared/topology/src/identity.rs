@@ -93,7 +93,6 @@ impl Identity {
                 topology::ORDER_INVENTORY,
                 topology::ORDER_PAYMENTS,
                 topology::ORDER_LIFECYCLE,
-                topology::ORDER_DEADLINES,
             ],
             _ => &[],
         }
@@ -236,8 +235,6 @@ impl Identity {
                 ));
             }
             Identity::Order => {
-                // Each order's deadline, kept by JetStream until it comes.
-                publish.push(format!("{}.*", topology::DEADLINE_TIMERS));
                 // An order's history: the last event of each step of one order, by subject.
                 for (stream, kinds) in topology::EVENT_STREAMS {
                     publish.extend(
@@ -288,7 +285,6 @@ impl Identity {
                         "customers.>",
                         "inventory.>",
                         "payments.>",
-                        "deadlines.>",
                         "dlq.>",
                     ]
                     .map(String::from),

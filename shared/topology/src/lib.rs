@@ -20,11 +20,10 @@ pub const ORDERS: &str = "ORDERS";
 pub const CUSTOMERS: &str = "CUSTOMERS";
 pub const INVENTORY: &str = "INVENTORY";
 pub const PAYMENTS: &str = "PAYMENTS";
-pub const DEADLINES: &str = "DEADLINES";
 pub const DLQ: &str = "DLQ";
 
 /// Every stream of events with the kinds of event it keeps: its subjects are `<step>.*` of each.
-pub const EVENT_STREAMS: [(&str, &[EventKind]); 5] = [
+pub const EVENT_STREAMS: [(&str, &[EventKind]); 4] = [
     (
         ORDERS,
         &[
@@ -48,20 +47,7 @@ pub const EVENT_STREAMS: [(&str, &[EventKind]); 5] = [
         PAYMENTS,
         &[PaymentProcessed, PaymentFailed, PaymentRefunded],
     ),
-    (DEADLINES, &[OrderDeadlineReached]),
 ];
-
-/// Where the order service keeps each order's deadline until it comes: a message on
-/// `deadlines.timer.<orderId>` in DEADLINES, which JetStream publishes as
-/// `deadlines.due.<orderId>` at the time its `Nats-Schedule` header names. A stream of its own:
-/// JetStream schedules only in a stream that discards old messages when full, and the saga's
-/// streams refuse new ones instead.
-pub const DEADLINE_TIMERS: &str = "deadlines.timer";
-
-/// The timer of one order's deadline.
-pub fn deadline_timer(order_id: OrderId) -> String {
-    format!("{DEADLINE_TIMERS}.{order_id}")
-}
 
 /// The subjects of the DLQ stream: `dlq.<service>.<original subject>`.
 pub const DLQ_SUBJECTS: &str = "dlq.>";
@@ -71,13 +57,7 @@ const DLQ_PREFIX: &str = "dlq";
 pub fn streams() -> Vec<(&'static str, Vec<String>)> {
     EVENT_STREAMS
         .iter()
-        .map(|(name, kinds)| {
-            let mut subjects: Vec<String> = kinds.iter().map(|k| all_of(*k)).collect();
-            if *name == DEADLINES {
-                subjects.push(format!("{DEADLINE_TIMERS}.*"));
-            }
-            (*name, subjects)
-        })
+        .map(|(name, kinds)| (*name, kinds.iter().map(|k| all_of(*k)).collect()))
         .chain([(DLQ, vec![DLQ_SUBJECTS.to_string()])])
         .collect()
 }
@@ -113,7 +93,6 @@ pub mod step {
     pub const ORDERS_CANCEL: &str = OrderCancelRequested.step();
     pub const ORDERS_SHIP: &str = OrderShipRequested.step();
     pub const ORDERS_DELIVER: &str = OrderDeliverRequested.step();
-    pub const DEADLINES_DUE: &str = OrderDeadlineReached.step();
     pub const ORDERS_CANCELLED: &str = OrderCancelled.step();
     pub const ORDERS_SHIPPED: &str = OrderShipped.step();
     pub const ORDERS_DELIVERED: &str = OrderDelivered.step();
@@ -219,16 +198,9 @@ pub const ORDER_LIFECYCLE: ConsumerSpec = ConsumerSpec {
         OrderDeliverRequested,
     ],
 };
-/// Deadlines as they come.
-pub const ORDER_DEADLINES: ConsumerSpec = ConsumerSpec {
-    service: "order",
-    durable: "order-deadlines",
-    stream: DEADLINES,
-    events: &[OrderDeadlineReached],
-};
 
 /// Every durable consumer, as the provisioner creates them.
-pub const CONSUMERS: [ConsumerSpec; 11] = [
+pub const CONSUMERS: [ConsumerSpec; 10] = [
     CUSTOMER,
     INVENTORY_ORDERS,
     PAYMENT_CUSTOMERS,
@@ -239,7 +211,6 @@ pub const CONSUMERS: [ConsumerSpec; 11] = [
     ORDER_INVENTORY,
     ORDER_PAYMENTS,
     ORDER_LIFECYCLE,
-    ORDER_DEADLINES,
 ];
 
 /// KV bucket joining the two verdicts per order (payment).
@@ -278,19 +249,10 @@ pub mod api {
 pub fn streams_table() -> String {
     let mut table = String::from("| stream | subjects | written by |\n|---|---|---|\n");
     for (stream, kinds) in EVENT_STREAMS {
-        let mut subjects: Vec<String> = kinds
+        let subjects: Vec<String> = kinds
             .iter()
             .map(|k| format!("`{}.<orderId>`", k.step()))
             .collect();
-        if stream == DEADLINES {
-            subjects.insert(0, format!("`{DEADLINE_TIMERS}.<orderId>`"));
-            table += &format!(
-                "| {stream} | {} | order (timer), published by JetStream when the timer's time \
-                 comes (due) |\n",
-                subjects.join(", ")
-            );
-            continue;
-        }
         let writers: Vec<(identity::Identity, Vec<&str>)> = identity::Identity::ALL
             .into_iter()
             .map(|who| {
@@ -364,16 +326,9 @@ pub async fn ensure(js: &jetstream::Context, cfg: &StreamsConfig) -> Result<(), 
             duplicate_window: cfg.duplicate_window,
             num_replicas: cfg.replicas,
             allow_direct: true,
-            // Deadlines (see DEADLINE_TIMERS).
-            allow_message_schedules: name == DEADLINES,
-            // A full stream refuses new events (the edge answers 503) and keeps every old one;
-            // but JetStream schedules only where old ones go (the deadlines', whose fired timers
-            // are consumed in seconds).
+            // A full stream refuses new events (the edge answers 503) and keeps every old one.
             max_bytes: cfg.max_bytes,
-            discard: match name {
-                DEADLINES => stream::DiscardPolicy::Old,
-                _ => stream::DiscardPolicy::New,
-            },
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
         })
         .await
