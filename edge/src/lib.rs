@@ -311,8 +311,7 @@ pub fn routes(
         .and(caller())
         .and(with_bus)
         .and_then(get_product);
-    place
-        .or(catalog)
+    let rest = catalog
         .or(get_order)
         .or(cancel)
         .or(ship)
@@ -322,7 +321,11 @@ pub fn routes(
         .or(get_customer)
         .or(get_product)
         .or(runtime::health_routes(ready_when_connected(bus)))
-        .recover(problem::recover)
+        .map(|reply| Box::new(reply) as Box<dyn Reply>)
+        // Boxed: a request's future holds the routes it tries inline, and POST /orders, tried
+        // first, would carry (and move, at every step) the size of the largest of these.
+        .boxed();
+    place.or(rest).recover(problem::recover)
 }
 
 /// The caller the server authenticated (see [`server`]), or 401/403. Without the server's layer
