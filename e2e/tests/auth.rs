@@ -416,6 +416,25 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
     assert!(passed >= 3, "{passed}");
     assert_problem(&limited, 429, "retry in");
     assert!(limited.headers.contains_key("retry-after"));
+    // Each refusal is counted, by route; /metrics itself is not limited (scrapes come on time).
+    let metrics = reqwest::get(format!("{}/metrics", stack.edge()))
+        .await
+        .expect("the edge answers");
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    let counted = |series: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        counted(r#"oms_http_rate_limited_total{service="edge"}"#) >= 2.0,
+        "{metrics}"
+    );
+    let by_route = r#"oms_http_requests_total{service="edge",route="/products/{id}",method="GET",status="429"}"#;
+    assert!(counted(by_route) >= 2.0, "{metrics}");
     // Probes are never limited.
     assert_eq!(
         call(&stack, "GET", "/healthz", None, None).await.status,

@@ -9,7 +9,7 @@
 //! checks it once per request, with the rate limit and the connection limits ([`limits`]), and
 //! handlers get the [`Caller`] and ask [`authz`] what it may do.
 
-pub mod auth;
+pub use oms_auth as auth;
 pub mod authz;
 pub mod catalog;
 pub mod idempotency;
@@ -18,8 +18,8 @@ pub mod limits;
 pub mod place;
 pub mod problem;
 pub mod server;
-#[cfg(any(test, feature = "testing"))]
-pub mod testkeys;
+#[cfg(feature = "testing")]
+pub use oms_auth::testkeys;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,9 +74,13 @@ pub async fn run(
     }
     let bus = Bus::start(&config, SERVICE, &shutdown).await?;
     info!(addr = %local, auth = auth.is_enabled(), "edge listening");
+    runtime::metrics::recorder();
+    // Counted from 0, so that rates are known before the first refusal.
+    metrics::counter!(oms_bus::metrics::HTTP_RATE_LIMITED, "service" => SERVICE).increment(0);
     let gate = Arc::new(Gate {
         auth,
         limiter: RateLimiter::new(config.http.rate_per_second, config.http.rate_burst),
+        metrics_loopback: config.telemetry.metrics_loopback,
     });
     server::serve(
         listener,
@@ -335,7 +339,7 @@ fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
         found
             .unwrap_or(Authentication::Refused(Refusal::missing()))
             .caller()
-            .map_err(|refusal| warp::reject::custom(refusal.problem()))
+            .map_err(|refusal| warp::reject::custom(Problem::from(&refusal)))
     })
 }
 

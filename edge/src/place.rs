@@ -6,6 +6,7 @@
 //! the prices add up to it. The amount is read from its exact JSON text, so `2599.99` is
 //! 259 999 cents and `2599.999` is refused, never rounded.
 
+pub use oms_domain::ids::is_valid_id;
 use oms_domain::money::MoneyError;
 use oms_domain::{CustomerId, Item, Money};
 use serde::Deserialize;
@@ -114,14 +115,6 @@ pub fn parse(body: &[u8]) -> Result<PlaceOrder, Problem> {
 
 fn required<'a>(field: &str, value: Option<&'a RawValue>) -> Result<&'a RawValue, Problem> {
     value.ok_or_else(|| Problem::invalid(format!("{field} is required")))
-}
-
-/// An id (customer, product, a token's `sub`): 1–64 characters of `A-Z a-z 0-9 . _ -`.
-pub fn is_valid_id(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// An id: 1–64 characters of `A-Z a-z 0-9 . _ -`.

@@ -4,9 +4,10 @@
 
 use std::convert::Infallible;
 
+use oms_auth::Refusal;
 use oms_bus::api::ApiError;
 use serde::Serialize;
-use warp::http::header::HeaderName;
+use warp::http::header::{HeaderName, WWW_AUTHENTICATE};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reject::Reject;
 use warp::{Rejection, Reply};
@@ -68,6 +69,20 @@ impl From<ApiError> for Problem {
                 format!("the service failed to answer: {d}"),
             ),
         }
+    }
+}
+
+impl From<&Refusal> for Problem {
+    /// 401 or 403, with its `WWW-Authenticate` challenge.
+    fn from(refusal: &Refusal) -> Self {
+        let kind = match refusal.status {
+            StatusCode::FORBIDDEN => "forbidden",
+            _ => "unauthorized",
+        };
+        let value = HeaderValue::from_str(&refusal.challenge())
+            .unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer realm="oms""#));
+        Problem::new(refusal.status, kind, refusal.detail.clone())
+            .with_header(WWW_AUTHENTICATE, value)
     }
 }
 

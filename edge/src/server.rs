@@ -31,11 +31,13 @@ use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use tracing::{Instrument, debug, info, warn};
 use warp::Reply;
-use warp::http::Request;
 use warp::http::header::HeaderName;
+use warp::http::{HeaderMap, Method, Request};
 
 use crate::auth::{Authentication, Authenticator};
 use crate::limits::{self, ConnState, RateKey, RateLimiter, Timeouts};
+use oms_bus::metrics as m;
+use oms_host::metrics::{self, Access};
 
 /// How long connections may finish what they are doing after shutdown; then they are dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -46,6 +48,21 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Gate {
     pub auth: Authenticator,
     pub limiter: RateLimiter,
+    /// Whether `telemetry.metrics_loopback` lets this machine read `/metrics` without a token.
+    pub metrics_loopback: bool,
+}
+
+impl Gate {
+    /// `/metrics`: an operator's, or this machine's when configured.
+    fn metrics_access(self: &Arc<Self>) -> Access {
+        let gate = self.clone();
+        Access {
+            loopback: self.metrics_loopback,
+            operator: Arc::new(move |headers: &HeaderMap| {
+                metrics::operator_only(&gate.auth, headers)
+            }),
+        }
+    }
 }
 
 /// Serves `api` (a warp filter made a service with `warp::service`) on `listener` until
@@ -183,8 +200,15 @@ where
     let span = tracing::info_span!("request", %request_id);
     // Probes stay open and unlimited: a flood from one address must not make it look dead.
     let probe = matches!(path.as_str(), "/healthz" | "/readyz");
+    let route = route(&path);
     let answer = if probe {
         api.call(request).instrument(span).await
+    } else if route == "/metrics" && method == Method::GET {
+        Ok(metrics::answer(
+            &gate.metrics_access(),
+            Some(peer),
+            request.headers(),
+        ))
     } else {
         let authentication = gate.auth.authenticate(request.headers());
         let key = match &authentication {
@@ -192,7 +216,10 @@ where
             _ => RateKey::peer(peer.ip()),
         };
         match gate.limiter.check(&key, Instant::now()) {
-            Err(wait) => Ok(limits::too_many_requests(wait).into_response()),
+            Err(wait) => {
+                ::metrics::counter!(m::HTTP_RATE_LIMITED, "service" => crate::SERVICE).increment(1);
+                Ok(limits::too_many_requests(wait).into_response())
+            }
             Ok(()) => {
                 request.extensions_mut().insert(authentication);
                 api.call(request).instrument(span).await
@@ -205,13 +232,63 @@ where
     };
     response.headers_mut().insert(X_REQUEST_ID, id);
     let status = response.status().as_u16();
-    let ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    let took = started.elapsed().as_secs_f64();
+    let method_label = method_label(&method);
+    ::metrics::counter!(m::HTTP_REQUESTS, "service" => crate::SERVICE, "route" => route,
+        "method" => method_label, "status" => status.to_string())
+    .increment(1);
+    ::metrics::histogram!(m::HTTP_REQUEST_DURATION, "service" => crate::SERVICE, "route" => route,
+        "method" => method_label)
+    .record(took);
+    let ms = (took * 10_000.0).round() / 10.0;
     if probe {
         debug!(%request_id, %method, %path, status, ms, "request");
     } else {
         info!(%request_id, %method, %path, status, ms, "request");
     }
     Ok(response)
+}
+
+/// The route template of `path`, for metrics: a fixed set, so that no client can make up
+/// new series.
+pub fn route(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [""] => "/",
+        ["orders"] => "/orders",
+        ["orders", _] => "/orders/{id}",
+        ["orders", _, "cancel"] => "/orders/{id}/cancel",
+        ["orders", _, "ship"] => "/orders/{id}/ship",
+        ["orders", _, "deliver"] => "/orders/{id}/deliver",
+        ["orders", _, "history"] => "/orders/{id}/history",
+        ["orders", _, "events"] => "/orders/{id}/events",
+        ["customers"] => "/customers",
+        ["customers", _] => "/customers/{id}",
+        ["customers", _, "block"] => "/customers/{id}/block",
+        ["customers", _, "unblock"] => "/customers/{id}/unblock",
+        ["products"] => "/products",
+        ["products", _] => "/products/{id}",
+        ["products", _, "stock"] => "/products/{id}/stock",
+        ["events"] => "/events",
+        ["metrics"] => "/metrics",
+        ["openapi.json"] => "/openapi.json",
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        _ => "other",
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// A connection's state and the wake-up for its deadline.

@@ -109,6 +109,9 @@ impl Deadlines {
             .map(|(order, _)| order)
             .collect();
         info!(orders = moved.len(), "timed out");
+        for (_, order) in &moved {
+            crate::stats::saga_ended(OrderStatus::Rejected, order.placed_at);
+        }
         Ok(moved)
     }
 

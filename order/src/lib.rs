@@ -14,6 +14,7 @@ pub mod deadline;
 pub mod decide;
 pub mod history;
 pub mod lifecycle;
+pub mod stats;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -64,6 +65,10 @@ pub async fn run(
     service.background("deadlines", move |shutdown| {
         let deadlines = deadlines.clone();
         async move { deadlines.run(shutdown).await }
+    });
+    let counted = pool.clone();
+    service.background("order stats", move |shutdown| {
+        stats::watch(counted.clone(), shutdown)
     });
     service
         .api(topology::api::ORDERS_SERVICE, "Orders of the OMS")
@@ -188,7 +193,9 @@ impl Step for Orders {
         }
         store::reread(&mut tx, &mut plan.heads, &stale).await?;
         tx.commit().await?;
-        Ok(decide::announcements(batch, &plan.heads))
+        let announcements = decide::announcements(batch, &plan.heads);
+        stats::sagas_ended(&announcements);
+        Ok(announcements)
     }
 
     async fn announced(&self, orders: &[OrderId]) -> Result<(), HandleError> {

@@ -368,6 +368,25 @@ async fn snapshots(
         .collect()
 }
 
+/// How many orders have each status, and when the oldest PENDING one was placed (µs). Both
+/// read only the index on (status, created_at).
+pub async fn census(pool: &AnyPool) -> Result<(Vec<(String, i64)>, Option<i64>), sqlx::Error> {
+    let counts = sqlx::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status")
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let oldest = sqlx::query(
+        "SELECT created_at FROM orders WHERE status = 'PENDING' ORDER BY created_at LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?
+    .map(|r| r.try_get("created_at"))
+    .transpose()?;
+    Ok((counts, oldest))
+}
+
 /// Marks the final status of `orders` as published.
 pub async fn mark_announced(pool: &AnyPool, orders: &[OrderId]) -> Result<(), sqlx::Error> {
     if orders.is_empty() {

@@ -41,7 +41,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let service = Service::start(SERVICE, &config, listener, &shutdown).await?;
+    let mut service = Service::start(SERVICE, &config, listener, &shutdown).await?;
+    // Counted from 0, so that rates are known before the first conflict.
+    metrics::counter!(oms_bus::metrics::PAYMENT_KV_CONFLICTS, "service" => SERVICE).increment(0);
     let joins = service.bucket(topology::PAYMENT_JOIN).await;
     let ledger = service.bucket(topology::PAYMENT_LEDGER).await;
     if let (Some(joins), Some(ledger)) = (joins, ledger) {
@@ -271,6 +273,8 @@ impl Payments {
             Err(Some(e)) => Err(e),
             Err(None) => {
                 self.stale(order_id);
+                metrics::counter!(oms_bus::metrics::PAYMENT_KV_CONFLICTS, "service" => SERVICE)
+                    .increment(1);
                 Err(HandleError::conflict(format!(
                     "the join of {order_id} changed under us"
                 )))

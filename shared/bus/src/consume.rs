@@ -13,11 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, trace, warn};
 
 use oms_config::{Config, ConsumersConfig};
-use oms_domain::Envelope;
+use oms_domain::{Envelope, EventKind};
 use oms_topology::{self as topology, ConsumerSpec};
+use std::str::FromStr as _;
 
 use crate::HandleError;
 use crate::dlq::dead_letter;
+use crate::metrics::{self as m, Outcome};
 
 /// A service's reaction to events: decide, persist, publish. `Ok` for an event means every
 /// effect of it is durable and its message may be acked.
@@ -50,6 +52,9 @@ pub async fn consume<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let cfg = &config.consumers;
+    // Counted from 0, so that a rate is known before the first redelivery.
+    ::metrics::counter!(m::EVENT_REDELIVERIES, "service" => spec.service, "consumer" => spec.durable)
+        .increment(0);
     let fresh = || crate::backoff(Duration::from_millis(200), Duration::from_secs(2));
     let (mut pauses, mut failing) = (fresh(), false);
     while !shutdown.is_cancelled() {
@@ -165,6 +170,7 @@ async fn process<H: Handler>(
     handler: &H,
     batch: Vec<Message>,
 ) {
+    let started = std::time::Instant::now();
     let mut messages = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
     for message in batch {
@@ -178,15 +184,23 @@ async fn process<H: Handler>(
                 messages.push(message);
             }
             Err(e) => {
-                let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                dead_letter(js, spec, &message, sequence, &e.to_string()).await;
+                let (delivered, sequence) = delivery(&message);
+                let outcome = dead_letter(js, spec, &message, sequence, &e.to_string()).await;
+                let event_type = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(crate::HEADER_EVENT_TYPE))
+                    .and_then(|t| EventKind::from_str(t.as_str()).ok())
+                    .map_or("unknown", <&str>::from);
+                settled(spec, event_type, delivered, outcome, started);
             }
         }
     }
     if events.is_empty() {
         return;
     }
-    let (count, started) = (events.len(), std::time::Instant::now());
+    let count = events.len();
+    let types: Vec<&'static str> = events.iter().map(|e| e.event.type_name()).collect();
     let span = info_span!("handle", durable = spec.durable, events = count);
     let outcomes = handler.handle_batch(events).instrument(span.clone()).await;
     trace!(
@@ -197,21 +211,17 @@ async fn process<H: Handler>(
     );
     let _entered = span.enter();
     debug_assert_eq!(outcomes.len(), messages.len(), "one outcome per event");
-    let settled = messages
-        .iter()
-        .zip(outcomes)
-        .map(|(message, outcome)| async move {
-            let (delivered, sequence) = message
-                .info()
-                .map(|i| (i.delivered, i.stream_sequence))
-                .unwrap_or((1, 0));
-            match outcome {
+    let settling = messages.iter().zip(outcomes).zip(types).map(
+        |((message, outcome), event_type)| async move {
+            let (delivered, sequence) = delivery(message);
+            let outcome = match outcome {
                 Ok(()) => {
                     if let Err(e) = message.ack().await {
                         // The effect is durable; a lost ack only means a redelivery, which is
                         // idempotent.
                         warn!(error = %e, "ack failed");
                     }
+                    Outcome::Acked
                 }
                 Err(HandleError::Transient(e) | HandleError::Conflict(e))
                     if delivered < cfg.max_deliver =>
@@ -222,9 +232,41 @@ async fn process<H: Handler>(
                     if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
                         warn!(error = %e, "nak failed; ack wait will redeliver");
                     }
+                    Outcome::Naked
                 }
                 Err(e) => dead_letter(js, spec, message, sequence, &e.to_string()).await,
-            }
-        });
-    futures::future::join_all(settled).await;
+            };
+            settled(spec, event_type, delivered, outcome, started);
+        },
+    );
+    futures::future::join_all(settling).await;
+}
+
+/// How many times `message` was delivered, and its sequence in the stream.
+fn delivery(message: &Message) -> (i64, u64) {
+    message
+        .info()
+        .map(|i| (i.delivered, i.stream_sequence))
+        .unwrap_or((1, 0))
+}
+
+/// Counts a message settled with `outcome`.
+fn settled(
+    spec: &ConsumerSpec,
+    event_type: &'static str,
+    delivered: i64,
+    outcome: Outcome,
+    started: std::time::Instant,
+) {
+    let (service, consumer) = (spec.service, spec.durable);
+    let outcome: &'static str = outcome.into();
+    ::metrics::counter!(m::EVENTS_HANDLED, "service" => service, "consumer" => consumer,
+        "type" => event_type, "outcome" => outcome)
+    .increment(1);
+    ::metrics::histogram!(m::EVENT_HANDLE_DURATION, "service" => service, "consumer" => consumer)
+        .record(started.elapsed().as_secs_f64());
+    if delivered > 1 {
+        ::metrics::counter!(m::EVENT_REDELIVERIES, "service" => service, "consumer" => consumer)
+            .increment(1);
+    }
 }

@@ -13,6 +13,7 @@ use async_nats::jetstream::{self, AckKind, Message, stream::DirectGetErrorKind};
 use serde::Serialize;
 use tracing::{error, warn};
 
+use crate::metrics::Outcome;
 use oms_topology::{self as topology, ConsumerSpec, DLQ};
 
 use crate::{
@@ -31,7 +32,7 @@ pub(crate) async fn dead_letter(
     message: &Message,
     stream_sequence: u64,
     error: &str,
-) {
+) -> Outcome {
     error!(durable = spec.durable, subject = %message.subject, error, "giving up on message, sending it to the DLQ");
     let mut headers = message.headers.clone().unwrap_or_default();
     // A single-line error keeps the header valid.
@@ -60,16 +61,17 @@ pub(crate) async fn dead_letter(
         Ok(ack) => ack.await.map(|_| ()),
         Err(e) => Err(e),
     };
-    let kind = match published {
-        Ok(()) => AckKind::Term,
+    let (kind, outcome) = match published {
+        Ok(()) => (AckKind::Term, Outcome::DeadLettered),
         Err(e) => {
             warn!(error = %e, "DLQ publish failed, message stays pending");
-            AckKind::Nak(Some(DLQ_RETRY_DELAY))
+            (AckKind::Nak(Some(DLQ_RETRY_DELAY)), Outcome::Naked)
         }
     };
     if let Err(e) = message.ack_with(kind).await {
         warn!(error = %e, "term/nak failed");
     }
+    outcome
 }
 
 /// One parked message.

@@ -12,6 +12,7 @@ mod consume;
 pub mod dlq;
 mod error;
 mod funnel;
+pub mod metrics;
 mod pipeline;
 pub mod provision;
 mod publish;

@@ -12,6 +12,7 @@ use backon::{ExponentialBuilder, Retryable};
 use tracing::{debug, warn};
 
 use oms_domain::Envelope;
+use oms_topology::identity::Identity;
 
 use crate::{BusError, HEADER_EVENT_TYPE, HEADER_TRACEPARENT};
 
@@ -24,14 +25,19 @@ pub async fn publish(
     event: &Envelope,
 ) -> Result<jetstream::publish::PublishAck, BusError> {
     let subject = event.subject();
-    send(
+    let ack = send(
         js,
         subject.clone(),
         headers(event),
         event.encode(),
         &subject,
     )
-    .await
+    .await?;
+    let kind = event.event.kind();
+    metrics::counter!(crate::metrics::EVENTS_PUBLISHED,
+        "service" => Identity::writer(kind), "type" => <&'static str>::from(kind))
+    .increment(1);
+    Ok(ack)
 }
 
 fn headers(event: &Envelope) -> HeaderMap {

@@ -31,6 +31,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Rules of an order's life.
     pub orders: OrdersConfig,
+    /// Metrics and traces.
+    pub telemetry: TelemetryConfig,
     pub edge: ServiceConfig,
     pub customer: ServiceConfig,
     pub inventory: ServiceConfig,
@@ -65,6 +67,28 @@ impl Default for OrdersConfig {
     fn default() -> Self {
         Self {
             deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the services tell about themselves: Prometheus metrics at `GET /metrics` and traces
+/// over OTLP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TelemetryConfig {
+    /// Who may read `GET /metrics`: a caller with an operator token, and with `metrics_loopback`
+    /// also any client on this machine without one.
+    pub metrics_loopback: bool,
+    /// An OTLP/HTTP collector (`http://host:4318`): every handled message becomes a span sent
+    /// there. Empty: no traces, at no cost.
+    pub otlp_endpoint: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            metrics_loopback: true,
+            otlp_endpoint: String::new(),
         }
     }
 }
@@ -212,6 +236,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             orders: OrdersConfig::default(),
+            telemetry: TelemetryConfig::default(),
             edge: service(8090),
             customer: service(8091),
             inventory: service(8092),

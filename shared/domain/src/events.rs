@@ -185,7 +185,14 @@ pub struct PaymentProcessed {
 #[serde(tag = "type", content = "data")]
 #[strum_discriminants(
     name(EventKind),
-    derive(Hash, strum::EnumIter, strum::IntoStaticStr, Serialize, Deserialize),
+    derive(
+        Hash,
+        strum::EnumIter,
+        strum::EnumString,
+        strum::IntoStaticStr,
+        Serialize,
+        Deserialize
+    ),
     doc = "The kind of an [`Event`], without its payload; its name is the `type` field."
 )]
 pub enum Event {

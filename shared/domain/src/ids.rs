@@ -149,6 +149,15 @@ text_id!(
     ProductId
 );
 
+/// Whether `text` may be an id (customer, product, a token's `sub`): 1–64 characters of
+/// `A-Z a-z 0-9 . _ -`.
+pub fn is_valid_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! supervision, serve its read API), [`Health`] behind `/healthz` and `/readyz`, and an orderly
 //! shutdown. A service's own code names only what is its own.
 
+pub mod metrics;
 mod service;
 pub mod telemetry;
 

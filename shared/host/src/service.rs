@@ -36,6 +36,9 @@ use oms_bus::{Bus, Funnel, Handler, Pipeline, Step};
 use oms_config::Config;
 use oms_topology::ConsumerSpec;
 
+use warp::Filter as _;
+
+use crate::metrics::{self, Access};
 use crate::{Health, health_routes, serve_http};
 
 /// One running service: its bus, its tasks, its database, its health.
@@ -47,6 +50,8 @@ pub struct Service {
     health: Health,
     tasks: TaskTracker,
     pools: Vec<AnyPool>,
+    /// The durable consumers it reads, whose lag [`metrics::watch`] reports.
+    consumers: Vec<ConsumerSpec>,
     api: Option<async_nats::service::Service>,
     /// Why the service ended itself, if it did.
     failed: Arc<Mutex<Option<anyhow::Error>>>,
@@ -67,11 +72,10 @@ impl Service {
             .with_context(|| format!("{name}: connecting to NATS"))?;
         let health = Health::new(bus.clone());
         let tasks = TaskTracker::new();
-        tasks.spawn(serve_http(
-            listener,
-            health_routes(health.clone()),
-            shutdown.clone(),
-        ));
+        metrics::recorder();
+        let access = Access::for_service(config, listener.local_addr()?).await;
+        let routes = health_routes(health.clone()).or(metrics::route(access));
+        tasks.spawn(serve_http(listener, routes, shutdown.clone()));
         Ok(Service {
             name,
             config: config.clone(),
@@ -80,6 +84,7 @@ impl Service {
             health,
             tasks,
             pools: Vec::new(),
+            consumers: Vec::new(),
             api: None,
             failed: Arc::default(),
         })
@@ -112,7 +117,7 @@ impl Service {
     /// Runs the durable consumers `specs`, all feeding `step` through one [`Pipeline`], each
     /// supervised. A step that takes a batch together shares one pipeline among its consumers
     /// ([`Funnel`]), so that the service commits once per round for all of them.
-    pub fn consume<S: Step>(&self, specs: &[ConsumerSpec], step: S) -> anyhow::Result<()> {
+    pub fn consume<S: Step>(&mut self, specs: &[ConsumerSpec], step: S) -> anyhow::Result<()> {
         for spec in specs {
             let refused = Pipeline::<S>::refuses(spec.events);
             anyhow::ensure!(
@@ -122,6 +127,7 @@ impl Service {
                 spec.durable
             );
         }
+        self.consumers.extend_from_slice(specs);
         let pipeline = Pipeline::new(step, self.bus.js.clone());
         if S::EACH || specs.len() == 1 {
             self.supervise_consumers(specs, pipeline);
@@ -254,6 +260,12 @@ impl Service {
     /// Ready from now on; runs until shutdown, then waits for every task to finish what it has
     /// in hand and closes the database.
     pub async fn run(self) -> anyhow::Result<()> {
+        if !self.consumers.is_empty() {
+            let (js, name, consumers) = (self.bus.js.clone(), self.name, self.consumers.clone());
+            self.background("metrics watch", move |shutdown| {
+                metrics::watch(js.clone(), name, consumers.clone(), shutdown)
+            });
+        }
         self.health.started();
         info!("{} service started", self.name);
         self.tasks.close();

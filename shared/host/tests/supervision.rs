@@ -72,7 +72,7 @@ async fn a_consumer_that_dies_takes_readiness_down_and_is_started_again() {
     let url = format!("http://{}/readyz", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let (panicking, handled) = (Arc::new(AtomicBool::new(true)), Arc::default());
-    let service = Service::start("customer", &config, listener, &shutdown)
+    let mut service = Service::start("customer", &config, listener, &shutdown)
         .await
         .expect("the customer identity connects");
     let flaky = Flaky {

@@ -72,6 +72,15 @@ impl Identity {
         Self::ALL.into_iter().find(|i| i.name() == name)
     }
 
+    /// The service that writes events of `kind` (each kind has exactly one writer).
+    pub fn writer(kind: oms_domain::EventKind) -> &'static str {
+        let step = kind.step();
+        Self::ALL
+            .into_iter()
+            .find(|i| i.writes().contains(&step))
+            .map_or("unknown", Identity::name)
+    }
+
     /// Where this identity's replies (PubAcks, pulled messages, service answers) arrive.
     pub fn inbox_prefix(self) -> String {
         format!("_INBOX_{}", self.name())
@@ -184,6 +193,8 @@ impl Identity {
         }
         if !self.consumers().is_empty() {
             publish.push(topology::dlq_subjects(self.name()));
+            // How many of its dead letters wait (a metric): the DLQ's state, not its messages.
+            publish.push(format!("$JS.API.STREAM.INFO.{}", topology::DLQ));
         }
         for spec in self.consumers() {
             publish.extend(consumer_rights(spec.stream, spec.durable));
@@ -381,6 +392,19 @@ mod tests {
                 "{identity:?}: {:?}",
                 p.publish
             );
+        }
+    }
+
+    #[test]
+    fn every_kind_of_event_has_exactly_one_writer() {
+        use strum::IntoEnumIterator;
+        for kind in oms_domain::EventKind::iter() {
+            let writers: Vec<_> = Identity::ALL
+                .into_iter()
+                .filter(|i| i.writes().contains(&kind.step()))
+                .collect();
+            assert_eq!(writers.len(), 1, "{kind:?} is written by {writers:?}");
+            assert_eq!(Identity::writer(kind), writers[0].name());
         }
     }
 
