@@ -152,20 +152,11 @@ fn without_strings(expr: &str) -> String {
     out
 }
 
-/// The label names an expression uses: in `by (...)`, `without (...)`, `on (...)`,
-/// `ignoring (...)`, `group_left (...)`, `group_right (...)` and in `{name op "value", ...}`.
-fn label_names(expr: &str) -> BTreeSet<String> {
+/// The labels listed after these keywords: `by (a, b)`, `without (...)`, `on (...)`, ...
+fn clause_labels(expr: &str, keywords: &[&str]) -> BTreeSet<String> {
     let expr = without_strings(expr);
     let mut labels = BTreeSet::new();
-    let words = [
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
-    ];
-    for word in words {
+    for word in keywords {
         let mut rest = expr.as_str();
         while let Some(i) = rest.find(word) {
             let prev = rest[..i].chars().last().unwrap_or(' ');
@@ -179,6 +170,23 @@ fn label_names(expr: &str) -> BTreeSet<String> {
             rest = &rest[i + word.len()..];
         }
     }
+    labels.retain(|l| !l.is_empty());
+    labels
+}
+
+/// The label names an expression uses: in `by (...)`, `without (...)`, `on (...)`,
+/// `ignoring (...)`, `group_left (...)`, `group_right (...)` and in `{name op "value", ...}`.
+fn label_names(expr: &str) -> BTreeSet<String> {
+    let words = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let mut labels = clause_labels(expr, &words);
+    let expr = without_strings(expr);
     let mut rest = expr.as_str();
     while let Some(i) = rest.find('{') {
         let inner = &rest[i + 1..];
@@ -391,6 +399,22 @@ fn panels_query_the_provisioned_prometheus() {
             }
             let targets = panel["targets"].as_array().filter(|t| !t.is_empty());
             let targets = targets.unwrap_or_else(|| panic!("{at}: no query"));
+            // A legend shows labels that the query keeps.
+            for target in targets {
+                let expr = target["expr"].as_str().unwrap_or("");
+                let kept = clause_labels(expr, &["by"]);
+                let legend = target["legendFormat"].as_str().unwrap_or("");
+                let shown = legend
+                    .split("{{")
+                    .skip(1)
+                    .filter_map(|s| s.split_once("}}"));
+                for label in shown.map(|(label, _)| label.trim()) {
+                    assert!(
+                        kept.contains(label),
+                        "{at}: the legend shows {label}, which {expr:?} does not keep (by ...)"
+                    );
+                }
+            }
             for source in targets
                 .iter()
                 .map(|t| &t["datasource"])
