@@ -60,13 +60,15 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 #   a SQL service's pgpass file.
 # - /oms/secrets, /oms/out/<recipient>, /nats-auth: the `secrets` one-shot's volumes (all
 #   secrets; the copy for each recipient; the NATS nodes' generated config, public keys only).
+#   Prometheus's and Grafana's copies are read by those images' users through the group oms.
 RUN groupadd --system --gid 10001 oms \
  && useradd --system --uid 10001 --gid oms --home-dir /app --no-create-home --shell /usr/sbin/nologin oms \
  && mkdir -p /app \
  && install -d -o oms -g oms -m 0755 /data /nats-auth \
  && install -d -o oms -g oms -m 0700 /creds /oms/secrets \
         /oms/out/provisioner /oms/out/edge /oms/out/customer /oms/out/inventory /oms/out/payment \
-        /oms/out/order /oms/out/operator /oms/out/postgres
+        /oms/out/order /oms/out/operator /oms/out/postgres \
+ && install -d -o oms -g oms -m 0750 /oms/out/prometheus /oms/out/grafana
 COPY --from=build /out/ /usr/local/bin/
 COPY --chmod=0755 compose/oms-healthcheck.sh /usr/local/bin/oms-healthcheck
 COPY oms.toml /app/oms.toml

@@ -20,8 +20,16 @@
 #                             (`*:*:*:oms_<identity>:<password>`, the service's PGPASSFILE)
 #     postgres/               <role>.password of every role in POSTGRES_ROLES, for the postgres
 #                             service (POSTGRES_PASSWORD_FILE, compose/postgres-entrypoint.sh)
+#     prometheus/             metrics.token: an operator's bearer token for GET /metrics (oms-token,
+#                             signed with the edge's HS256 key), minted afresh at every run
+#                             because it expires (METRICS_TOKEN_TTL)
+#     grafana/                admin.password: Grafana's admin (GF_SECURITY_ADMIN_PASSWORD__FILE)
+#   JWT_VERIFIERS       the identities that get the edge's HS256 key (edge-jwt.secret) to check
+#                       bearer tokens: the edge, and every service whose /metrics Prometheus reads
 #
-# Every file it writes is 0600 (owner oms), except the server config, which holds public keys only.
+# Every file it writes is 0600 (owner oms), except the server config, which holds public keys only,
+# and the files of Prometheus and Grafana: they run as their images' own users, so their folders
+# and files are readable by the group oms too (0750, 0640), which those two join (group_add).
 # The copies are rewritten at every run (through a temporary file and a rename), so they always match
 # the originals. e2e/tests/compose.rs checks that each container mounts its own identity's only.
 set -euo pipefail
@@ -32,15 +40,20 @@ out="${OUT_DIR:?set OUT_DIR to the folder of the recipient volumes}"
 base="${NATS_BASE_CONFIG:?set NATS_BASE_CONFIG to where the NATS nodes mount nats-cluster.conf}"
 server_config="${NATS_SERVER_CONFIG:?set NATS_SERVER_CONFIG to the file the NATS nodes start with}"
 read -r -a roles <<<"${POSTGRES_ROLES:?set POSTGRES_ROLES to the database roles}"
+read -r -a verifiers <<<"${JWT_VERIFIERS:-edge}"
+# Long enough for a stack that runs for weeks, short enough that a copied token does not last:
+# every `docker compose up` mints a new one.
+token_ttl="${METRICS_TOKEN_TTL:-30days}"
 
 say() { printf 'secrets: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-# put FILE: writes stdin to FILE (0600) through a temporary file in the same folder.
+# put FILE [MODE]: writes stdin to FILE (MODE, 0600 by default) through a temporary file in the
+# same folder.
 put() {
     local tmp
     tmp="$(mktemp "$1.XXXXXX")"
-    if ! cat >"$tmp" || ! chmod 0600 "$tmp" || ! mv -f "$tmp" "$1"; then
+    if ! cat >"$tmp" || ! chmod "${2:-0600}" "$tmp" || ! mv -f "$tmp" "$1"; then
         rm -f "$tmp"
         die "could not write $1"
     fi
@@ -74,11 +87,22 @@ for role in "${roles[@]}"; do
     fi
     [[ "$(wc -c <"$pw")" -eq 64 ]] || die "$pw is not a password of 64 hex digits"
 done
+grafana_pw="$secrets/grafana/admin.password"
+install -d -m 0700 "$secrets/grafana"
+if [[ ! -s "$grafana_pw" ]]; then
+    od -An -N32 -tx1 /dev/urandom | tr -d ' \n' | put "$grafana_pw"
+    say "made a password for Grafana's admin"
+fi
 
 # ---- one copy per recipient ----
 has_role() {
     local r
     for r in "${roles[@]}"; do [[ "$r" == "$1" ]] && return 0; done
+    return 1
+}
+verifies_tokens() {
+    local v
+    for v in "${verifiers[@]}"; do [[ "$v" == "$1" ]] && return 0; done
     return 1
 }
 
@@ -93,12 +117,22 @@ for dir in "$out"/*/; do
             put "$dir/$role.password" <"$secrets/postgres/$role.password"
             given+=("$role.password")
         done
+    elif [[ "$name" == prometheus ]]; then
+        chmod 0750 "$dir"
+        token="$(OMS_NATS__CREDS_DIR="$secrets/nats" oms-token --operator --name prometheus --ttl "$token_ttl")" &&
+            [[ -n "$token" ]] || die "oms-token minted no token for Prometheus"
+        printf '%s\n' "$token" | put "$dir/metrics.token" 0640
+        given+=("metrics.token (valid $token_ttl)")
+    elif [[ "$name" == grafana ]]; then
+        chmod 0750 "$dir"
+        put "$dir/admin.password" 0640 <"$grafana_pw"
+        given+=(admin.password)
     else
         seed="$secrets/nats/$name.nk"
         [[ -s "$seed" ]] || die "$dir: '$name' is not a broker identity (no $seed)"
         put "$dir/$name.nk" <"$seed"
         given+=("$name.nk")
-        if [[ "$name" == edge ]]; then
+        if verifies_tokens "$name"; then
             put "$dir/edge-jwt.secret" <"$secrets/nats/edge-jwt.secret"
             given+=(edge-jwt.secret)
         fi

@@ -2,7 +2,9 @@
 //! and against the project: every `OMS_*` variable is a config key, each service's health check
 //! asks `/readyz` on the port its config gives it, each NATS client mounts its own identity's
 //! secrets read-only and nobody else's, no secret is written in the file, every `oms-*` binary
-//! is one the Dockerfile builds, and the volumes and `depends_on` targets exist.
+//! is one the Dockerfile builds, and the volumes and `depends_on` targets exist. Every
+//! repository file it mounts exists; Prometheus scrapes every OMS service on its port with a token
+//! the secrets one-shot makes for it, and Grafana finds its provisioning and dashboards.
 //!
 //! The facts come from the project itself: `oms_config::Config` (loaded by `Config::figment`
 //! with each container's environment), `oms_topology::identity::Identity`, `cargo metadata` and
@@ -181,6 +183,7 @@ fn most_specific<'e>(error: &'e ValidationError<'e>) -> &'e ValidationError<'e> 
 // ---- a service, as the checks read it ----
 
 struct Service {
+    image: String,
     /// `entrypoint` + `command` (the OMS image has no ENTRYPOINT).
     argv: Vec<String>,
     env: BTreeMap<String, String>,
@@ -229,6 +232,7 @@ impl Service {
         };
         let mounts = v["volumes"].as_array().into_iter().flatten();
         Service {
+            image: text(&v["image"]),
             argv: [list(&v["entrypoint"]), list(&v["command"])].concat(),
             env,
             mounts: mounts.map(Mount::from_json).collect(),
@@ -244,6 +248,16 @@ impl Service {
 
     fn makes_secrets(&self) -> bool {
         self.argv.iter().any(|a| a.ends_with(SECRETS_MAKER))
+    }
+
+    /// The repository file or folder the container sees at `path`, through its bind mounts.
+    fn repository_path(&self, path: &str) -> Option<String> {
+        let binds = self.mounts.iter().filter(|m| m.source.starts_with("./"));
+        binds.into_iter().find_map(|m| {
+            let rest = path.strip_prefix(m.target.trim_end_matches('/'))?;
+            let source = m.source.trim_start_matches("./").trim_end_matches('/');
+            (rest.is_empty() || rest.starts_with('/')).then(|| format!("{source}{rest}"))
+        })
     }
 }
 
@@ -458,6 +472,8 @@ fn check(doc: &Value) -> Vec<String> {
         .collect();
     let image = read_image();
     let mut owners = Owners::new();
+    // OMS service -> the port of its HTTP server (and /metrics).
+    let mut http_ports = BTreeMap::new();
     for maker in services.values().filter(|s| s.makes_secrets()) {
         let out_dir = format!("{}/", maker.env.get("OUT_DIR").map_or("", String::as_str));
         for m in &maker.mounts {
@@ -477,12 +493,24 @@ fn check(doc: &Value) -> Vec<String> {
                 add(format!("volumes: named volume '{v}' is not declared"));
             }
             // Only a container that connects as the recipient may read its secrets.
-            match owners.get(v) {
-                Some(owner) if Identity::from_name(owner).is_none() || svc.makes_secrets() => {}
-                Some(owner) if identity_of(&svc.argv) != Some(owner) && !misspelt => {
-                    add(format!("volumes: mounts {v}: it could read {owner}'s seed"))
+            // A recipient that is no broker identity (postgres, prometheus, grafana): the
+            // service of that name.
+            let Some(owner) = owners.get(v).filter(|_| !svc.makes_secrets()) else {
+                continue;
+            };
+            if Identity::from_name(owner).is_none() {
+                if owner != name {
+                    add(format!(
+                        "volumes: mounts {v}: it could read {owner}'s secrets"
+                    ));
                 }
-                _ => {}
+            } else if identity_of(&svc.argv) != Some(owner) && !misspelt {
+                add(format!("volumes: mounts {v}: it could read {owner}'s seed"));
+            }
+        }
+        for m in svc.mounts.iter().filter(|m| m.source.starts_with("./")) {
+            if !root().join(&m.source).exists() {
+                add(format!("volumes: {} is not in the repository", m.source));
             }
         }
         for dep in &svc.depends_on {
@@ -517,6 +545,7 @@ fn check(doc: &Value) -> Vec<String> {
                 let section = binary.trim_start_matches("oms-");
                 let json = serde_json::to_value(&config).expect("Config serializes");
                 if let Some(port) = json[section]["http_port"].as_u64() {
+                    http_ports.insert(name.to_string(), port);
                     health_problems(name, section, port, &svc.health)
                         .into_iter()
                         .for_each(&mut add);
@@ -530,10 +559,145 @@ fn check(doc: &Value) -> Vec<String> {
             }
         }
     }
+    for (name, svc) in &services {
+        let found = if svc.image.starts_with("prom/prometheus:") {
+            prometheus_problems(name, svc, &http_ports, &owners)
+        } else if svc.image.starts_with("grafana/grafana:") {
+            grafana_problems(svc, &services)
+        } else {
+            continue;
+        };
+        problems.extend(found.into_iter().map(|p| format!("services.{name}.{p}")));
+    }
     for volume in declared {
         let mounts = |s: &Service| s.mounts.iter().any(|m| m.volume && m.source == volume);
         if !services.values().any(mounts) {
             problems.push(format!("volumes.{volume}: declared but not mounted"));
+        }
+    }
+    problems
+}
+
+/// Prometheus: its config is a repository file, which scrapes every OMS service on its HTTP port,
+/// with a bearer token from the volume the secrets one-shot fills for it.
+fn prometheus_problems(
+    name: &str,
+    svc: &Service,
+    http_ports: &BTreeMap<String, u64>,
+    owners: &Owners,
+) -> Vec<String> {
+    let config = (svc
+        .argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--config.file=")))
+    .unwrap_or("/etc/prometheus/prometheus.yml");
+    let Some(file) = svc.repository_path(config) else {
+        return vec![format!(
+            "command: --config.file={config} is not a repository file mounted into it"
+        )];
+    };
+    let Ok(text) = std::fs::read_to_string(root().join(&file)) else {
+        return vec![format!(
+            "command: --config.file={config}: {file} is missing"
+        )];
+    };
+    let doc: Value = match serde_norway::from_str(&text) {
+        Ok(doc) => doc,
+        Err(e) => return vec![format!("command: {file}: {e}")],
+    };
+    let mut problems = Vec::new();
+    let mut targets = BTreeSet::new();
+    for scrape in doc["scrape_configs"].as_array().into_iter().flatten() {
+        let statics = scrape["static_configs"].as_array().into_iter().flatten();
+        targets.extend(statics.flat_map(|s| list(&s["targets"])));
+        let Some(token) = scrape["authorization"]["credentials_file"].as_str() else {
+            continue;
+        };
+        let (dir, token_file) = token.rsplit_once('/').unwrap_or(("", token));
+        let filled = svc.mount_at(dir).filter(|m| m.volume && m.read_only);
+        if filled.and_then(|m| owners.get(m.source.as_str())) != Some(&name) {
+            problems.push(format!(
+                "volumes: {file} reads {token}: mount there, read-only, the volume the secrets \
+                 one-shot fills for {name}"
+            ));
+        } else if !read("compose/make-secrets.sh").contains(token_file) {
+            problems.push(format!(
+                "{file}: compose/{SECRETS_MAKER} makes no {token_file}"
+            ));
+        }
+    }
+    for (service, port) in http_ports {
+        if !targets.contains(&format!("{service}:{port}")) {
+            problems.push(format!(
+                "{file}: scrapes no {service}:{port} ({service}'s /metrics)"
+            ));
+        }
+    }
+    problems
+}
+
+/// Grafana: its provisioning folder, the dashboards folders it names and its home dashboard are
+/// repository files mounted into it; its data sources are services of this file.
+fn grafana_problems(svc: &Service, services: &BTreeMap<&str, Service>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(provisioning) = svc.repository_path("/etc/grafana/provisioning") else {
+        return vec!["volumes: no repository folder at /etc/grafana/provisioning".into()];
+    };
+    let yaml_files = |folder: &str| -> Vec<Value> {
+        let entries = std::fs::read_dir(root().join(folder)).into_iter().flatten();
+        let paths = entries.flatten().map(|e| e.path());
+        let paths = paths.filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"));
+        let texts = paths.map(|p| std::fs::read_to_string(&p).unwrap_or_default());
+        texts
+            .filter_map(|t| serde_norway::from_str(&t).ok())
+            .collect()
+    };
+    let dashboards = yaml_files(&format!("{provisioning}/dashboards"));
+    let providers = dashboards
+        .iter()
+        .flat_map(|d| d["providers"].as_array().cloned());
+    let mut folders = 0;
+    for provider in providers.flatten() {
+        let path = text(&provider["options"]["path"]);
+        let has_json = |folder: &str| {
+            let entries = std::fs::read_dir(root().join(folder)).into_iter().flatten();
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        };
+        match svc.repository_path(&path) {
+            Some(folder) if has_json(&folder) => folders += 1,
+            _ => problems.push(format!(
+                "volumes: the dashboards folder {path} is no repository folder of dashboards"
+            )),
+        }
+    }
+    if folders == 0 && problems.is_empty() {
+        problems.push(format!(
+            "volumes: {provisioning}/dashboards names no dashboards folder"
+        ));
+    }
+    if let Some(home) = svc.env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH") {
+        let file = svc.repository_path(home);
+        if !file.is_some_and(|f| root().join(f).is_file()) {
+            problems.push(format!(
+                "environment.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH: {home} is no repository file"
+            ));
+        }
+    }
+    let sources = yaml_files(&format!("{provisioning}/datasources"));
+    for source in sources
+        .iter()
+        .flat_map(|d| d["datasources"].as_array().cloned())
+    {
+        for url in source.iter().map(|s| text(&s["url"])) {
+            let host = url.split_once("://").map_or("", |(_, r)| r);
+            let host = host.split([':', '/']).next().unwrap_or("");
+            if !services.contains_key(host) {
+                problems.push(format!(
+                    "volumes: data source {url}: {host} is not a service of this file"
+                ));
+            }
         }
     }
     problems
@@ -679,6 +843,16 @@ volumes.spare: declared but not mounted
     /volumes/spare = null
 services.payment.depends_on: 'natz-1' is not a service of this file
     /services/payment/depends_on = ["natz-1"]
+services.grafana.volumes: mounts creds-prometheus: it could read prometheus's secrets
+    /services/grafana/volumes = ["creds-prometheus:/run/oms-secrets:ro", "grafana:/var/lib/grafana"]
+services.prometheus.volumes: ./ops/prometheuz is not in the repository
+    /services/prometheus/volumes = ["./ops/prometheuz:/etc/prometheus:ro", "creds-prometheus:/run/oms-secrets:ro"]
+services.prometheus.ops/prometheus/prometheus.yml: scrapes no order:9094 (order's /metrics)
+    /services/order/environment/OMS_ORDER__HTTP_PORT = "9094"
+services.prometheus.volumes: ops/prometheus/prometheus.yml reads /run/oms-secrets/metrics.token: mount there, read-only, the volume the secrets one-shot fills for prometheus
+    /services/prometheus/volumes = ["./ops/prometheus:/etc/prometheus:ro", "creds-grafana:/run/oms-secrets:ro"]
+services.grafana.volumes: the dashboards folder /etc/oms/dashboards is no repository folder
+    /services/grafana/volumes = ["./ops/grafana/provisioning:/etc/grafana/provisioning:ro", "./ops/grafana:/etc/oms/dashboards:ro"]
 schema: services.edge: unknown key 'helthcheck' (not in the Compose schema)
     /services/edge/helthcheck = {}
 schema: services.edge.depends_on.order.condition: "service_helthy" is not one of
