@@ -31,6 +31,7 @@ use futures::{Stream, StreamExt};
 use oms_bus as bus;
 use oms_bus::Bus;
 use oms_bus::api::{self};
+use oms_bus::trace;
 use oms_config::Config;
 use oms_domain::api::{
     CustomerView, GetCustomer, GetHistory, GetOrder, GetProduct, HistoryEntry, ListOrders,
@@ -72,6 +73,7 @@ pub async fn run(
     if !auth.is_enabled() {
         warn!("auth is off (dev profile, loopback): every request acts as an operator");
     }
+    runtime::telemetry::traces(SERVICE, &config.telemetry)?;
     let bus = Bus::start(&config, SERVICE, &shutdown).await?;
     info!(addr = %local, auth = auth.is_enabled(), "edge listening");
     runtime::metrics::recorder();
@@ -434,6 +436,7 @@ async fn place_order(
     key: Option<String>,
     edge: Arc<Edge>,
 ) -> Result<impl Reply, Rejection> {
+    let started = std::time::SystemTime::now();
     let order = place::parse(&body)?;
     authz::place_order(&caller, order.customer_id.as_str())
         .map_err(|d| denied(d, || Problem::not_found("no such customer")))?;
@@ -491,7 +494,8 @@ async fn place_order(
             }
             return Err(unavailable().into());
         }
-        info!(%order_id, retried, "order accepted");
+        info!(%order_id, trace_id = %order_id.uuid().simple(), retried, "order accepted");
+        traced("POST /orders", &event, started);
     }
     let reply = warp::reply::json(&Accepted {
         order_id,
@@ -499,6 +503,29 @@ async fn place_order(
     });
     let reply = warp::reply::with_header(reply, "location", format!("/orders/{order_id}"));
     Ok(warp::reply::with_status(reply, StatusCode::ACCEPTED))
+}
+
+/// The span of the request that published `event`: the root of the order's trace for
+/// `POST /orders`. Its id is the one `event`'s `traceparent` names.
+fn traced(route: &'static str, event: &Envelope, started: std::time::SystemTime) {
+    if !trace::enabled() {
+        return;
+    }
+    trace::record(trace::Span {
+        service: SERVICE,
+        name: route.to_string(),
+        kind: trace::SpanKind::Server,
+        span: trace::SpanRef::own(SERVICE, event),
+        parent: None,
+        start: started,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            trace::KeyValue::new("http.route", route),
+            trace::KeyValue::new("oms.order_id", event.order_id.to_string()),
+            trace::KeyValue::new("oms.event_type", event.event.type_name()),
+        ],
+        error: None,
+    });
 }
 
 fn unavailable() -> Problem {
@@ -536,6 +563,7 @@ async fn change_order(
     request: Request,
     bus: Bus,
 ) -> Result<impl Reply, Rejection> {
+    let started = std::time::SystemTime::now();
     match request {
         Request::Cancel => {}
         Request::Ship { .. } | Request::Deliver => {
@@ -561,7 +589,9 @@ async fn change_order(
                 warn!(order_id = %order.order_id, error = %e, "request not accepted");
                 return Err(unavailable().into());
             }
-            info!(order_id = %order.order_id, request = ?request, "request accepted");
+            info!(order_id = %order.order_id, trace_id = %order.order_id.uuid().simple(),
+                request = ?request, "request accepted");
+            traced(request.route(), &event, started);
         }
     }
     let reply = warp::reply::json(&Accepted {

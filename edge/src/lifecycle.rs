@@ -45,6 +45,15 @@ impl Request {
         }
     }
 
+    /// Its route, as traces name it.
+    pub fn route(&self) -> &'static str {
+        match self {
+            Request::Cancel => "POST /orders/{id}/cancel",
+            Request::Ship { .. } => "POST /orders/{id}/ship",
+            Request::Deliver => "POST /orders/{id}/deliver",
+        }
+    }
+
     fn verb(&self) -> &'static str {
         match self {
             Request::Cancel => "cancelled",

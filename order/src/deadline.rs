@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use oms_bus::trace::{self, KeyValue, SpanKind, SpanRef};
 use oms_domain::api::OrderStatus;
 use oms_domain::events::Rejection;
 use oms_domain::{Envelope, Event, EventId, OrderId, OrderSnapshot, Reason};
@@ -20,7 +21,7 @@ use oms_store::{self as db, Script};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{decide, store};
+use crate::{SERVICE, decide, store};
 
 /// Orders timed out in one transaction at most.
 const BATCH: i64 = 500;
@@ -121,7 +122,7 @@ impl Deadlines {
         orders: Vec<(OrderId, OrderSnapshot)>,
     ) -> Vec<(OrderId, OrderSnapshot)> {
         let rejection = decide::timed_out();
-        let events: Vec<Envelope> = orders
+        let events: Vec<(Envelope, SpanRef)> = orders
             .iter()
             .map(|(order_id, order)| {
                 let event = Event::OrderRejected(Rejection {
@@ -129,14 +130,34 @@ impl Deadlines {
                     reason: Reason::TimedOut,
                     detail: rejection.detail.clone().unwrap_or_default(),
                 });
-                Envelope::new(*order_id, event)
+                let event = Envelope::new(*order_id, event);
+                let span = SpanRef::own(SERVICE, &event);
+                (event, span)
             })
             .collect();
         let published = oms_bus::publish_all(&self.js, &events).await;
         let (mut done, mut left) = (Vec::new(), Vec::new());
-        for ((order_id, order), result) in orders.into_iter().zip(published) {
+        for (((order_id, order), (_, span)), result) in
+            orders.into_iter().zip(&events).zip(published)
+        {
             match result {
-                Ok(()) => done.push(order_id),
+                Ok(()) => {
+                    if trace::enabled() {
+                        // The time the order waited for its saga, in the order's trace.
+                        trace::record(trace::Span {
+                            service: SERVICE,
+                            name: "deadline TIMED_OUT".into(),
+                            kind: SpanKind::Internal,
+                            span: *span,
+                            parent: None,
+                            start: order.placed_at.into(),
+                            end: std::time::SystemTime::now(),
+                            attributes: vec![KeyValue::new("oms.order_id", order_id.to_string())],
+                            error: None,
+                        });
+                    }
+                    done.push(order_id)
+                }
                 Err(e) => {
                     warn!(%order_id, error = %e, "deadlines: rejection not published yet");
                     left.push((order_id, order));

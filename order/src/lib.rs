@@ -245,6 +245,7 @@ mod tests {
                 .await,
         );
         let orders = oms_bus::Pipeline::new(
+            SERVICE,
             Orders {
                 writer: db::Writer::new(pool.clone()),
             },

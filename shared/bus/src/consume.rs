@@ -20,6 +20,7 @@ use std::str::FromStr as _;
 use crate::HandleError;
 use crate::dlq::dead_letter;
 use crate::metrics::{self as m, Outcome};
+use crate::trace::{self, KeyValue, SpanRef};
 
 /// A service's reaction to events: decide, persist, publish. `Ok` for an event means every
 /// effect of it is durable and its message may be acked.
@@ -201,6 +202,12 @@ async fn process<H: Handler>(
     }
     let count = events.len();
     let types: Vec<&'static str> = events.iter().map(|e| e.event.type_name()).collect();
+    // Each message's span: derived from the event, so what the handler publishes names it.
+    let spans: Vec<SpanRef> = events
+        .iter()
+        .map(|e| SpanRef::of(e.order_id, spec.service, e.event_id))
+        .collect();
+    let began = std::time::SystemTime::now();
     let span = info_span!("handle", durable = spec.durable, events = count);
     let outcomes = handler.handle_batch(events).instrument(span.clone()).await;
     trace!(
@@ -211,9 +218,10 @@ async fn process<H: Handler>(
     );
     let _entered = span.enter();
     debug_assert_eq!(outcomes.len(), messages.len(), "one outcome per event");
-    let settling = messages.iter().zip(outcomes).zip(types).map(
-        |((message, outcome), event_type)| async move {
+    let settling = messages.iter().zip(outcomes).zip(types).zip(spans).map(
+        |(((message, outcome), event_type), span)| async move {
             let (delivered, sequence) = delivery(message);
+            let failure = outcome.as_ref().err().map(|e| format!("{e:#}"));
             let outcome = match outcome {
                 Ok(()) => {
                     if let Err(e) = message.ack().await {
@@ -227,8 +235,8 @@ async fn process<H: Handler>(
                     if delivered < cfg.max_deliver =>
                 {
                     let delay = cfg.nak_delay(delivered);
-                    warn!(subject = %message.subject, error = %format!("{e:#}"), ?delay,
-                    "transient failure, will retry");
+                    warn!(subject = %message.subject, trace_id = %span.trace_hex(),
+                    error = %format!("{e:#}"), ?delay, "transient failure, will retry");
                     if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
                         warn!(error = %e, "nak failed; ack wait will redeliver");
                     }
@@ -237,9 +245,55 @@ async fn process<H: Handler>(
                 Err(e) => dead_letter(js, spec, message, sequence, &e.to_string()).await,
             };
             settled(spec, event_type, delivered, outcome, started);
+            if trace::enabled() {
+                traced(
+                    spec, message, event_type, span, outcome, delivered, began, failure,
+                );
+            }
         },
     );
     futures::future::join_all(settling).await;
+}
+
+/// Records the span of one handled message, a child of the span that published it.
+#[allow(clippy::too_many_arguments)] // one span's facts, each from a different place
+fn traced(
+    spec: &ConsumerSpec,
+    message: &Message,
+    event_type: &'static str,
+    span: SpanRef,
+    outcome: Outcome,
+    delivered: i64,
+    start: std::time::SystemTime,
+    failure: Option<String>,
+) {
+    let parent = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(crate::HEADER_TRACEPARENT))
+        .and_then(|v| SpanRef::parse(v.as_str()));
+    let outcome: &'static str = outcome.into();
+    let order_id = message.subject.rsplit('.').next().unwrap_or_default();
+    trace::record(trace::Span {
+        service: spec.service,
+        name: format!("{} {event_type}", spec.durable),
+        kind: trace::SpanKind::Consumer,
+        span,
+        parent,
+        start,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", message.subject.to_string()),
+            KeyValue::new("messaging.consumer.group.name", spec.durable),
+            KeyValue::new("messaging.message.delivery_count", delivered),
+            KeyValue::new("oms.order_id", order_id.to_string()),
+            KeyValue::new("oms.event_type", event_type),
+            KeyValue::new("oms.outcome", outcome),
+        ],
+        error: failure,
+    });
 }
 
 /// How many times `message` was delivered, and its sequence in the stream.

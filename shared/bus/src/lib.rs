@@ -16,6 +16,7 @@ pub mod metrics;
 mod pipeline;
 pub mod provision;
 mod publish;
+pub mod trace;
 
 pub use backoff::backoff;
 pub use connect::{Bus, connect, jetstream, seeds};
@@ -23,7 +24,7 @@ pub use consume::{Handler, consume};
 pub use error::{BusError, HandleError};
 pub use funnel::Funnel;
 pub use pipeline::{Incoming, Input, Pipeline, Step};
-pub use publish::{publish, publish_all};
+pub use publish::{publish, publish_all, publish_in};
 
 pub const HEADER_EVENT_TYPE: &str = "Oms-Event-Type";
 pub const HEADER_TRACEPARENT: &str = "traceparent";

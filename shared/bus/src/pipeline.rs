@@ -14,6 +14,7 @@ use async_nats::jetstream;
 use oms_domain::{Envelope, Event, EventId, EventKind, OrderId};
 use tracing::{debug, warn};
 
+use crate::trace::SpanRef;
 use crate::{HandleError, Handler, publish_all};
 
 /// How often a step is loaded and decided again after losing a race to another writer before
@@ -94,14 +95,16 @@ pub trait Step: Send + Sync + 'static {
 
 /// A [`Step`] made into a [`Handler`] of consumed events.
 pub struct Pipeline<S> {
+    /// The service it runs in, whose span handling an event is what the event causes.
+    service: &'static str,
     step: S,
     js: jetstream::Context,
 }
 
 impl<S: Step> Pipeline<S> {
-    /// `js` publishes what the step causes, as the service's identity.
-    pub fn new(step: S, js: jetstream::Context) -> Self {
-        Pipeline { step, js }
+    /// `js` publishes what the step causes, as the identity of `service`.
+    pub fn new(service: &'static str, step: S, js: jetstream::Context) -> Self {
+        Pipeline { service, step, js }
     }
 
     /// The event kinds of `consumer` that the step does not take, if any.
@@ -140,12 +143,14 @@ impl<S: Step> Pipeline<S> {
                 batch.len()
             )));
         }
-        let (slots, events): (Vec<usize>, Vec<Envelope>) = batch
+        // What an event causes names, as its parent, the span that handled that event.
+        let (slots, events): (Vec<usize>, Vec<(Envelope, SpanRef)>) = batch
             .iter()
             .zip(caused)
             .enumerate()
             .filter_map(|(i, (incoming, event))| {
-                Some((i, Envelope::new(incoming.order_id, event?)))
+                let by = SpanRef::of(incoming.order_id, self.service, incoming.event_id);
+                Some((i, (Envelope::new(incoming.order_id, event?), by)))
             })
             .unzip();
         let mut results: Vec<Result<(), HandleError>> = batch.iter().map(|_| Ok(())).collect();
@@ -156,7 +161,7 @@ impl<S: Step> Pipeline<S> {
             .zip(publish_all(&self.js, &events).await)
         {
             match published {
-                Ok(()) => announced.push(event.order_id),
+                Ok(()) => announced.push(event.0.order_id),
                 Err(e) => results[slot] = Err(e.into()),
             }
         }

@@ -14,21 +14,33 @@ use tracing::{debug, warn};
 use oms_domain::Envelope;
 use oms_topology::identity::Identity;
 
+use crate::trace::SpanRef;
 use crate::{BusError, HEADER_EVENT_TYPE, HEADER_TRACEPARENT};
 
 /// How many times a publish that got no PubAck is sent again (with the same `Nats-Msg-Id`).
 const PUBLISH_ATTEMPTS: usize = 4;
 
-/// Publishes `event` and returns once JetStream has stored it (or had stored it already).
+/// Publishes `event` and returns once JetStream has stored it (or had stored it already); its
+/// `traceparent` names a span of its own, of the service that writes it ([`SpanRef::own`]).
 pub async fn publish(
     js: &jetstream::Context,
     event: &Envelope,
+) -> Result<jetstream::publish::PublishAck, BusError> {
+    let writer = Identity::writer(event.event.kind());
+    publish_in(js, event, SpanRef::own(writer, event)).await
+}
+
+/// Publishes `event` as caused by `span`: its `traceparent` names it.
+pub async fn publish_in(
+    js: &jetstream::Context,
+    event: &Envelope,
+    span: SpanRef,
 ) -> Result<jetstream::publish::PublishAck, BusError> {
     let subject = event.subject();
     let ack = send(
         js,
         subject.clone(),
-        headers(event),
+        headers(event, span),
         event.encode(),
         &subject,
     )
@@ -40,10 +52,10 @@ pub async fn publish(
     Ok(ack)
 }
 
-fn headers(event: &Envelope) -> HeaderMap {
+fn headers(event: &Envelope, span: SpanRef) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(HEADER_EVENT_TYPE, event.event.type_name());
-    headers.insert(HEADER_TRACEPARENT, event.traceparent().as_str());
+    headers.insert(HEADER_TRACEPARENT, span.traceparent().as_str());
     headers
 }
 
@@ -93,16 +105,16 @@ fn retryable(kind: PublishErrorKind) -> bool {
     )
 }
 
-/// Publishes all `events` at once and then awaits their PubAcks together: one round trip for
-/// the lot instead of one each. One result per event, in order.
+/// Publishes all `events` at once, each as caused by its span, and then awaits their PubAcks
+/// together: one round trip for the lot instead of one each. One result per event, in order.
 pub async fn publish_all(
     js: &jetstream::Context,
-    events: &[Envelope],
+    events: &[(Envelope, SpanRef)],
 ) -> Vec<Result<(), BusError>> {
     futures::future::join_all(
         events
             .iter()
-            .map(|e| async move { publish(js, e).await.map(|_| ()) }),
+            .map(|(e, span)| async move { publish_in(js, e, *span).await.map(|_| ()) }),
     )
     .await
 }

@@ -758,12 +758,6 @@ impl Envelope {
     pub fn subject(&self) -> String {
         self.event.kind().subject(self.order_id)
     }
-
-    /// W3C trace context: one trace per order (the order id is the trace id), a span per event.
-    pub fn traceparent(&self) -> String {
-        let span = &self.event_id.uuid().simple().to_string()[16..];
-        format!("00-{}-{span}-01", self.order_id.uuid().simple())
-    }
 }
 
 #[cfg(test)]
@@ -1025,17 +1019,6 @@ mod tests {
         ));
         assert!(Envelope::decode(b"{not json").is_err());
         assert!(Envelope::decode(br#"{"type":"Nope"}"#).is_err());
-    }
-
-    #[test]
-    fn traceparent_shares_the_order_trace() {
-        let id = OrderId::new();
-        let a = Envelope::new(id, Event::OrderPlaced(snapshot()));
-        let b = Envelope::new(id, Event::InventoryReserved(priced(&snapshot())));
-        let (ta, tb) = (a.traceparent(), b.traceparent());
-        assert_eq!(ta.len(), 55);
-        assert_eq!(ta[3..35], tb[3..35], "same trace id");
-        assert_ne!(ta[36..52], tb[36..52], "different span ids");
     }
 
     /// `order` priced at 1.00 a piece.

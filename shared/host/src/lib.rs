@@ -138,13 +138,16 @@ where
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
     };
-    tokio::select! {
+    let ended = tokio::select! {
         result = run(config, listener, shutdown) => result,
         _ = deadline => {
             warn!("shutdown took longer than {SHUTDOWN_GRACE:?}, exiting anyway");
             Ok(())
         }
-    }
+    };
+    // Blocking: the exporter's last request.
+    tokio::task::spawn_blocking(telemetry::flush).await?;
+    ended
 }
 
 /// Resolves on Ctrl-C or SIGTERM: what `main` passes to `run` as its shutdown.

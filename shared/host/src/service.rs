@@ -67,6 +67,8 @@ impl Service {
         listener: TcpListener,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Service> {
+        crate::telemetry::traces(name, &config.telemetry)
+            .with_context(|| format!("{name}: telemetry.otlp_endpoint"))?;
         let bus = Bus::start(config, name, shutdown)
             .await
             .with_context(|| format!("{name}: connecting to NATS"))?;
@@ -128,7 +130,7 @@ impl Service {
             );
         }
         self.consumers.extend_from_slice(specs);
-        let pipeline = Pipeline::new(step, self.bus.js.clone());
+        let pipeline = Pipeline::new(self.name, step, self.bus.js.clone());
         if S::EACH || specs.len() == 1 {
             self.supervise_consumers(specs, pipeline);
         } else {
