@@ -349,15 +349,20 @@ ensure_nats_server() {
 # test reads them and fails when either is missing).
 
 ensure_chromium() {
-    local browser driver
+    local browser driver var
+    for var in OMS_CHROMIUM OMS_CHROMEDRIVER; do
+        if [[ -n "${!var:-}" && ! -x "${!var}" ]]; then
+            die "$var=${!var} is not an executable file"
+        fi
+    done
     browser="${OMS_CHROMIUM:-$(command -v chromium 2>/dev/null || true)}"
     driver="${OMS_CHROMEDRIVER:-$(command -v chromedriver 2>/dev/null || true)}"
-    if [[ ! -x "$browser" || ! -x "$driver" ]]; then
+    if [[ -z "$browser" || -z "$driver" ]]; then
         apt_install chromium chromium-driver || true
-        browser="$(command -v chromium 2>/dev/null || true)"
-        driver="$(command -v chromedriver 2>/dev/null || true)"
+        browser="${OMS_CHROMIUM:-$(command -v chromium 2>/dev/null || true)}"
+        driver="${OMS_CHROMEDRIVER:-$(command -v chromedriver 2>/dev/null || true)}"
     fi
-    [[ -x "$browser" && -x "$driver" ]] ||
+    [[ -n "$browser" && -n "$driver" ]] ||
         die "chromium and chromedriver are required by the board's browser test but missing and could not be installed; install them with: sudo apt-get install chromium chromium-driver"
     OMS_CHROMIUM="$browser"
     OMS_CHROMEDRIVER="$driver"

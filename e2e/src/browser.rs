@@ -20,7 +20,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A chromedriver process with one browser session; both end on drop.
 pub struct Browser {
-    driver: Child,
+    _driver: Driver,
     port: u16,
     http: reqwest::Client,
     /// `http://127.0.0.1:<port>/session/<id>`
@@ -50,12 +50,14 @@ impl Browser {
         let chromium = binary("OMS_CHROMIUM", "chromium");
         let chromedriver = binary("OMS_CHROMEDRIVER", "chromedriver");
         let port = free_port();
-        let driver = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
+        let driver = Driver(
+            Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display())),
+        );
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         eventually(crate::DEADLINE, "chromedriver to be ready", || {
@@ -108,7 +110,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("no browser session: {answer}"))
             .to_string();
         Browser {
-            driver,
+            _driver: driver,
             port,
             http,
             session: format!("{base}/session/{id}"),
@@ -232,16 +234,24 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Deleting the session quits the browser (chromedriver's child); then chromedriver,
-        // which is ours alone. Plain blocking HTTP: a destructor cannot await.
+        // Deleting the session quits the browser (chromedriver's child); chromedriver goes
+        // next, with the `Driver`. Plain blocking HTTP: a destructor cannot await.
         if let Some(path) = self
             .session
             .strip_prefix(&format!("http://127.0.0.1:{}", self.port))
         {
             let _ = delete(self.port, path);
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+    }
+}
+
+/// The chromedriver process, ours alone: killed when dropped, also when no session was made.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
