@@ -561,6 +561,22 @@ async fn an_orders_events_arrive_in_order_and_resume_after_the_last_id() {
             _ => assert!(frame.comment, "{frame:?}"),
         }
     }
+    // An order placed before it opened: its delivery names no customer, the edge finds it.
+    let (code, _) = stack
+        .post_as(None, &format!("/orders/{id}/deliver"), None)
+        .await;
+    assert_eq!(code, 202);
+    let delivered = loop {
+        let frame = all.next().await.expect("more events");
+        if frame.event == "status" {
+            let event: Value = serde_json::from_str(&frame.data).unwrap();
+            assert!(frame.id.parse::<u64>().unwrap() > last);
+            break event;
+        }
+    };
+    assert_eq!(delivered["orderId"], id.as_str());
+    assert_eq!(delivered["status"], "DELIVERED");
+    assert_eq!(delivered["customerId"], "OMS-Cust-001");
     let stats = stats.unwrap();
     assert!(stats["orders"]["CONFIRMED"].as_u64().is_some(), "{stats}");
     assert_eq!(stats["deadLetters"], 0, "{stats}");
