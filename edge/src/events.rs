@@ -420,12 +420,22 @@ impl Reader {
             let Some(subscribed) = self.subscribed.as_mut() else {
                 continue;
             };
-            woken = matches!(
-                tokio::time::timeout(POLL_EVERY, subscribed.wake.next()).await,
-                Ok(Some(_))
-            );
-            // Many events, one read.
-            while let Some(Some(_)) = subscribed.wake.next().now_or_never() {}
+            woken = match tokio::time::timeout(POLL_EVERY, subscribed.wake.next()).await {
+                Ok(Some(_)) => true,
+                Err(_) => false,
+                // The subscriptions ended (refused, or the client closed): anew, not in a spin.
+                Ok(None) => {
+                    self.subscribed = None;
+                    tokio::time::sleep(POLL_EVERY).await;
+                    continue;
+                }
+            };
+            // Many events, one read (at most a batch's worth of wake-ups at a time).
+            for _ in 0..BATCH {
+                if !matches!(subscribed.wake.next().now_or_never(), Some(Some(_))) {
+                    break;
+                }
+            }
             settling = settle();
         }
     }
