@@ -223,7 +223,7 @@ async fn the_board_follows_orders_placed_through_its_form() {
 
 /// Many orders at once, then what happens to some of them after the saga: the board shows
 /// each one's status and reason, and the counters add up. The README's screenshot is taken
-/// here (`OMS_BOARD_SCREENSHOT=docs/board.png`).
+/// here (`OMS_BOARD_SCREENSHOT=$PWD/docs/board.png`, an absolute path: tests run in `e2e/`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_board_keeps_up_with_many_orders() {
     const ORDERS: usize = 240;
