@@ -344,6 +344,33 @@ ensure_nats_server() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Chromium for the board's browser test (e2e/tests/board.rs): Debian's chromium and its
+# chromedriver, installed as root when missing. Exports OMS_CHROMIUM and OMS_CHROMEDRIVER (the
+# test reads them and fails when either is missing).
+
+ensure_chromium() {
+    local browser driver var
+    for var in OMS_CHROMIUM OMS_CHROMEDRIVER; do
+        if [[ -n "${!var:-}" && ! -x "${!var}" ]]; then
+            die "$var=${!var} is not an executable file"
+        fi
+    done
+    browser="${OMS_CHROMIUM:-$(command -v chromium 2>/dev/null || true)}"
+    driver="${OMS_CHROMEDRIVER:-$(command -v chromedriver 2>/dev/null || true)}"
+    if [[ -z "$browser" || -z "$driver" ]]; then
+        apt_install chromium chromium-driver || true
+        browser="${OMS_CHROMIUM:-$(command -v chromium 2>/dev/null || true)}"
+        driver="${OMS_CHROMEDRIVER:-$(command -v chromedriver 2>/dev/null || true)}"
+    fi
+    [[ -n "$browser" && -n "$driver" ]] ||
+        die "chromium and chromedriver are required by the board's browser test but missing and could not be installed; install them with: sudo apt-get install chromium chromium-driver"
+    OMS_CHROMIUM="$browser"
+    OMS_CHROMEDRIVER="$driver"
+    export OMS_CHROMIUM OMS_CHROMEDRIVER
+    log_ok "$("$browser" --version 2>/dev/null | head -n1) at $OMS_CHROMIUM, chromedriver at $OMS_CHROMEDRIVER"
+}
+
+# ---------------------------------------------------------------------------------------------
 # PostgreSQL for the tests: a throwaway cluster (initdb + pg_ctl) on a free loopback port in a
 # temporary folder, removed by stop_test_postgres. It needs the server binaries (Debian package
 # postgresql); initdb refuses to run as root, so as root the cluster runs as user postgres.

@@ -332,6 +332,10 @@ cat <<EOF
 
   Then follow it with the orderId from the answer (or its Location header):
     curl -H "Authorization: Bearer $TOKEN" localhost:$EDGE_PORT/orders/<orderId>
+    curl -N -H "Authorization: Bearer $TOKEN" localhost:$EDGE_PORT/orders/<orderId>/events
+
+  The live board: open http://localhost:$EDGE_PORT/ and paste an operator's token:
+    target/release/oms-token --operator
 
   Look inside with the nats CLI as the read-only observer:
     nats --server $OMS_NATS__URL --nkey $DATA/creds/observer.nk --inbox-prefix _INBOX_observer stream ls

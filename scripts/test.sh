@@ -22,6 +22,7 @@ cd "$OMS_ROOT"
 ensure_rust
 ensure_nats_server >/dev/null
 log_info "nats-server for the tests: $("$OMS_NATS_SERVER" --version 2>&1) ($OMS_NATS_SERVER)"
+ensure_chromium
 
 # cargo build takes the cargo arguments: not the test binaries' (after --), nor cargo test's own.
 build_args=()

@@ -41,6 +41,7 @@ pub use oms_testkit as testing;
 /// The streams tests look into.
 pub use oms_topology::{CUSTOMERS, INVENTORY, ORDERS, PAYMENTS};
 
+pub mod browser;
 pub mod load;
 mod process;
 

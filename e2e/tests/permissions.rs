@@ -215,6 +215,56 @@ fn publish_attacks() -> Vec<(&'static str, Vec<Identity>)> {
             "$JS.API.CONSUMER.CREATE.NO_SUCH_STREAM.customer",
             vec![Provisioner],
         ),
+        // The edge's event streams read ORDERS by sequence (direct gets) and make no
+        // consumer: even an ephemeral create (no name in the subject) may name a durable in
+        // its body and rewrite it.
+        ("$JS.API.DIRECT.GET.ORDERS", vec![Edge, Observer]),
+        (
+            "$JS.API.CONSUMER.CREATE.ORDERS",
+            vec![Provisioner, Observer],
+        ),
+        (
+            "$JS.API.CONSUMER.CREATE.CUSTOMERS",
+            vec![Provisioner, Observer],
+        ),
+        (
+            "$JS.API.CONSUMER.CREATE.PAYMENTS",
+            vec![Provisioner, Observer],
+        ),
+        ("$JS.API.CONSUMER.CREATE.DLQ", vec![Provisioner, Observer]),
+        ("$JS.API.CONSUMER.CREATE.ORDERS.customer", vec![Provisioner]),
+        (
+            "$JS.API.CONSUMER.CREATE.ORDERS.customer.orders.placed.x",
+            vec![Provisioner],
+        ),
+        ("$JS.API.CONSUMER.MSG.NEXT.ORDERS.order-orders", vec![Order]),
+        // The board's counters: what each durable has left, and the DLQ's size; no message.
+        (
+            "$JS.API.CONSUMER.INFO.ORDERS.customer",
+            vec![Provisioner, Edge, Customer, Observer],
+        ),
+        (
+            "$JS.API.CONSUMER.INFO.PAYMENTS.order-payments",
+            vec![Provisioner, Edge, Order, Observer],
+        ),
+        // The DLQ's state (its depth, a metric), not its messages.
+        (
+            "$JS.API.STREAM.INFO.DLQ",
+            vec![
+                Provisioner,
+                Edge,
+                Customer,
+                Inventory,
+                Payment,
+                Order,
+                Operator,
+                Observer,
+            ],
+        ),
+        ("$JS.API.STREAM.INFO.CUSTOMERS", vec![Provisioner, Observer]),
+        ("$JS.API.STREAM.MSG.GET.DLQ", vec![Operator, Observer]),
+        ("$JS.API.DIRECT.GET.DLQ", vec![Operator, Observer]),
+        ("$JS.API.DIRECT.GET.PAYMENTS", vec![Observer]),
         ("$JS.API.STREAM.MSG.DELETE.DLQ", vec![Operator]),
         ("$JS.API.STREAM.MSG.DELETE.ORDERS", vec![]),
         ("oms.api.orders.get", vec![Edge]),
@@ -233,7 +283,13 @@ fn subscribe_attacks() -> Vec<(&'static str, Vec<Identity>)> {
         ("oms.api.customers.get", vec![Customer]),
         ("oms.api.products.get", vec![Inventory]),
         ("payments.processed.x", vec![Observer, Loadgen]),
-        ("orders.placed.x", vec![Observer]),
+        // The edge is woken by the status events of ORDERS; nothing of another stream.
+        ("orders.placed.x", vec![Observer, Edge]),
+        ("orders.confirmed.x", vec![Edge, Observer, Loadgen]),
+        ("orders.delivered.x", vec![Edge, Observer]),
+        ("orders.cancel.x", vec![Observer]),
+        ("customers.validated.x", vec![Observer, Loadgen]),
+        ("dlq.order.orders.placed.x", vec![Observer]),
         ("$KV.payment-ledger.x", vec![]),
         (">", vec![]),
     ]

@@ -10,6 +10,8 @@
 //! | `GET /customers/{id}` | its own record; another's is 403 (decided without looking) | any |
 //! | `GET /products/{id}` | any | any |
 //! | `POST /products`, `PATCH /products/{id}`, `POST /products/{id}/stock`, `POST /customers`, `POST /customers/{id}/block`, `…/unblock` | never (403) | any |
+//! | `GET /orders/{id}/events` | its own orders; another's is 404 | any |
+//! | `GET /events`, `GET /stats` (every order, the system's counters) | never (403) | yes |
 //!
 //! A 403 is given only where the answer follows from the request alone, so it reveals nothing;
 //! whether an order id exists is only known after reading it, so another's order is a 404.
@@ -89,6 +91,16 @@ pub fn manage_catalog(caller: &Caller) -> Result<(), Denied> {
         Role::Operator => Ok(()),
         Role::Customer => Err(Denied::Forbidden(
             "only an operator changes products and customers",
+        )),
+    }
+}
+
+/// May `caller` watch every order and the system's counters (the live board)? Operators only.
+pub fn watch_all(caller: &Caller) -> Result<(), Denied> {
+    match caller.role {
+        Role::Operator => Ok(()),
+        Role::Customer => Err(Denied::Forbidden(
+            "only an operator watches every order; a customer follows its own at /orders/{id}/events",
         )),
     }
 }
@@ -181,5 +193,13 @@ mod tests {
         assert_eq!(read_product(&ops()), Ok(()));
         assert!(matches!(manage_catalog(&ada()), Err(Denied::Forbidden(_))));
         assert_eq!(manage_catalog(&ops()), Ok(()));
+    }
+
+    #[test]
+    fn watching() {
+        assert!(matches!(watch_all(&ada()), Err(Denied::Forbidden(_))));
+        assert_eq!(watch_all(&ops()), Ok(()));
+        // One order's events are read like the order.
+        assert_eq!(read_order(&ada(), OTHER), Err(Denied::Hidden));
     }
 }

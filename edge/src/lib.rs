@@ -5,13 +5,19 @@
 //! the NATS service API; a just-placed order that the order service has not projected yet is
 //! read back from the ORDERS stream, so a 202 is never followed by a 404.
 //!
-//! Every call but `/healthz` and `/readyz` needs a bearer token ([`auth`]); the [`server`]
-//! checks it once per request, with the rate limit and the connection limits ([`limits`]), and
-//! handlers get the [`Caller`] and ask [`authz`] what it may do.
+//! The live board's page at `/` ([`board`]) follows the orders through server-sent events
+//! ([`events`]) read from the ORDERS stream.
+//!
+//! Every call but `/healthz`, `/readyz` and the board's page and assets needs a bearer token
+//! ([`auth`]); the [`server`] checks it once per request, with the rate limit and the
+//! connection limits ([`limits`]), and handlers get the [`Caller`] and ask [`authz`] what it
+//! may do.
 
 pub use oms_auth as auth;
 pub mod authz;
+pub mod board;
 pub mod catalog;
+pub mod events;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod limits;
@@ -84,9 +90,10 @@ pub async fn run(
         limiter: RateLimiter::new(config.http.rate_per_second, config.http.rate_burst),
         metrics_loopback: config.telemetry.metrics_loopback,
     });
+    let feed = events::Feed::new(bus.clone(), config.http.idle_timeout, shutdown.clone());
     server::serve(
         listener,
-        warp::service(routes(bus)),
+        warp::service(routes(bus, feed)),
         gate,
         &config.http,
         shutdown,
@@ -142,9 +149,11 @@ fn ready_when_connected(bus: Bus) -> runtime::Health {
     health
 }
 
-/// Every route of the API, with rejections turned into problem+json.
+/// Every route of the API, with rejections turned into problem+json; `feed` serves the event
+/// streams.
 pub fn routes(
     bus: Bus,
+    feed: events::Feed,
 ) -> impl Filter<Extract = (impl Reply,), Error = std::convert::Infallible> + Clone {
     let edge = Arc::new(Edge {
         bus: bus.clone(),
@@ -317,6 +326,12 @@ pub fn routes(
         .and(caller())
         .and(with_bus)
         .and_then(get_product);
+    // The live board, its counters and the event streams.
+    let board = board::routes()
+        .or(board::stats_route(bus.clone()))
+        .unify()
+        .or(events::routes(Arc::new(feed)))
+        .unify();
     let rest = catalog
         .or(get_order)
         .or(cancel)
@@ -326,6 +341,7 @@ pub fn routes(
         .or(list_orders)
         .or(get_customer)
         .or(get_product)
+        .or(board)
         .or(runtime::health_routes(ready_when_connected(bus)))
         .map(|reply| Box::new(reply) as Box<dyn Reply>)
         // Boxed: a request's future holds the routes it tries inline, and POST /orders, tried
@@ -336,7 +352,7 @@ pub fn routes(
 
 /// The caller the server authenticated (see [`server`]), or 401/403. Without the server's layer
 /// in front, nobody gets in.
-fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+pub(crate) fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     warp::ext::optional::<Authentication>().and_then(|found: Option<Authentication>| async move {
         found
             .unwrap_or(Authentication::Refused(Refusal::missing()))
@@ -347,7 +363,7 @@ fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
 
 /// A refusal of [`authz`] as an answer; `hidden` is the 404 the caller would get if the thing
 /// did not exist.
-fn denied(denial: Denied, hidden: impl FnOnce() -> Problem) -> Problem {
+pub(crate) fn denied(denial: Denied, hidden: impl FnOnce() -> Problem) -> Problem {
     match denial {
         Denied::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
         Denied::Hidden => hidden(),
@@ -538,7 +554,11 @@ async fn get_order(id: String, caller: Caller, bus: Bus) -> Result<impl Reply, R
 }
 
 /// The order `id` as its owner or an operator may see it (read your writes, as `GET`), or 404.
-async fn readable_order(id: &str, caller: &Caller, bus: &Bus) -> Result<OrderView, Problem> {
+pub(crate) async fn readable_order(
+    id: &str,
+    caller: &Caller,
+    bus: &Bus,
+) -> Result<OrderView, Problem> {
     let not_found = || Problem::not_found(format!("order {id} does not exist"));
     let order_id: OrderId = id.parse().map_err(|_| not_found())?;
     let order =

@@ -221,7 +221,7 @@ impl ConnState {
         self.reading_since = None;
     }
 
-    /// Its answer is ready.
+    /// Its answer is written (the last byte of its body is out).
     pub fn end(&mut self, now: Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.served += 1;

@@ -8,7 +8,8 @@
 //! Each connection here keeps its own deadline instead ([`ConnState::deadline`]): the first
 //! request's headers within `header_read_timeout` of the connection's start, later ones within
 //! `header_read_timeout` of their first byte, at most `idle_timeout` between requests, and
-//! `idle_timeout` without a byte either way while a request is being handled. HTTP/1.1 only:
+//! `idle_timeout` without a byte either way while a request is being handled (until the last
+//! byte of its answer is out: an event stream is busy, its keep-alive comments are its bytes). HTTP/1.1 only:
 //! reqwest and curl speak it, and with HTTP/2 detection a silent client would hold its
 //! connection before any timeout starts.
 
@@ -32,7 +33,7 @@ use tower_service::Service;
 use tracing::{Instrument, debug, info, warn};
 use warp::Reply;
 use warp::http::header::HeaderName;
-use warp::http::{HeaderMap, Method, Request};
+use warp::http::{HeaderMap, Method, Request, Response};
 
 use crate::auth::{Authentication, Authenticator};
 use crate::limits::{self, ConnState, RateKey, RateLimiter, Timeouts};
@@ -186,11 +187,11 @@ async fn handle<S>(
     mut api: S,
     gate: Arc<Gate>,
     watch: Arc<Watch>,
-) -> Result<warp::reply::Response, Infallible>
+) -> Result<Response<Answer<ApiBody>>, Infallible>
 where
     S: Service<Request<Incoming>, Response = warp::reply::Response, Error = Infallible>,
 {
-    let _busy = InFlight::begin(watch);
+    let busy = InFlight::begin(watch);
     let started = Instant::now();
     let id = limits::request_id(request.headers().get(&X_REQUEST_ID));
     request.headers_mut().insert(X_REQUEST_ID, id.clone());
@@ -210,7 +211,9 @@ where
             request.headers(),
         ))
     } else {
-        let authentication = gate.auth.authenticate(request.headers());
+        let authentication =
+            gate.auth
+                .authenticate_request(request.method(), request.uri(), request.headers());
         let key = match &authentication {
             Authentication::Caller(c) => RateKey::Caller(c.role, c.sub.clone()),
             _ => RateKey::peer(peer.ip()),
@@ -246,7 +249,55 @@ where
     } else {
         info!(%request_id, %method, %path, status, ms, "request");
     }
-    Ok(response)
+    Ok(response.map(|body| Answer {
+        body,
+        busy: Some(busy),
+    }))
+}
+
+/// The body type of the API's answers.
+type ApiBody = <warp::reply::Response as HasBody>::Body;
+
+trait HasBody {
+    type Body;
+}
+
+impl<B> HasBody for Response<B> {
+    type Body = B;
+}
+
+/// An answer's body, holding its request's [`InFlight`] until the last byte is out: while a
+/// long answer (an event stream) is written, the connection is busy, not idle.
+struct Answer<B> {
+    body: B,
+    busy: Option<InFlight>,
+}
+
+impl<B> hyper::body::Body for Answer<B>
+where
+    B: hyper::body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.busy = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The route template of `path`, for metrics: a fixed set, so that no client can make up
@@ -270,6 +321,8 @@ pub fn route(path: &str) -> &'static str {
         ["products", _] => "/products/{id}",
         ["products", _, "stock"] => "/products/{id}/stock",
         ["events"] => "/events",
+        ["stats"] => "/stats",
+        ["assets", _] => "/assets/{file}",
         ["metrics"] => "/metrics",
         ["openapi.json"] => "/openapi.json",
         ["healthz"] => "/healthz",
@@ -330,7 +383,7 @@ impl Watch {
     }
 }
 
-/// A request being handled: counted from its headers until its answer is ready.
+/// A request being handled: counted from its headers until its answer is written.
 struct InFlight(Arc<Watch>);
 
 impl InFlight {

@@ -8,7 +8,8 @@
 //! or `orders.rejected` once an order is final and not yet announced → ack. After it: people's
 //! requests ([`lifecycle`]) and each order's deadline ([`deadline`]). Stores `orders`,
 //! `order_items`, `order_history` and `processed_events`. Also answers `oms.api.orders.get`,
-//! `oms.api.orders.list` and `oms.api.orders.history` ([`history`]).
+//! `oms.api.orders.list`, `oms.api.orders.history` ([`history`]) and `oms.api.orders.stats`
+//! (how many orders are in each status).
 
 pub mod deadline;
 pub mod decide;
@@ -22,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use oms_bus::api::ApiError;
 use oms_bus::{HandleError, Incoming, Input, Step};
 use oms_config::Config;
-use oms_domain::api::{GetHistory, GetOrder, ListOrders};
+use oms_domain::api::{CountOrders, GetHistory, GetOrder, ListOrders};
 use oms_domain::{Event, EventId, EventKind, OrderId};
 use oms_host::Service;
 use oms_store::{self as db, Script};
@@ -90,6 +91,13 @@ pub async fn run(
         .endpoint(topology::api::ORDERS_LIST, move |req: ListOrders| {
             let pool = list.clone();
             async move { Ok(store::list(&pool, &req).await?) }
+        })
+        .await?;
+    let count = pool.clone();
+    service
+        .endpoint(topology::api::ORDERS_STATS, move |_: CountOrders| {
+            let pool = count.clone();
+            async move { Ok(store::counts(&pool).await?) }
         })
         .await?;
     let js = service.bus().js.clone();

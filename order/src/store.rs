@@ -1,6 +1,6 @@
 //! The order service's SQL: the orders projection, its history and the applied event ids.
 
-use oms_domain::api::{ListOrders, OrderLine, OrderPage, OrderStatus, OrderView};
+use oms_domain::api::{ListOrders, OrderCounts, OrderLine, OrderPage, OrderStatus, OrderView};
 use std::collections::{HashMap, HashSet};
 
 use oms_domain::{EventId, Item, Money, OrderId, OrderSnapshot, PricedItem, Reason};
@@ -503,6 +503,21 @@ pub async fn list(pool: &AnyPool, q: &ListOrders) -> Result<OrderPage, sqlx::Err
         None
     };
     Ok(OrderPage { orders, next })
+}
+
+/// How many orders are in each status (`GROUP BY` over the index on status).
+pub async fn counts(pool: &AnyPool) -> Result<OrderCounts, sqlx::Error> {
+    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status")
+        .fetch_all(pool)
+        .await?;
+    let found = rows
+        .iter()
+        .map(|row| {
+            let n: i64 = row.try_get("n")?;
+            Ok((status_of(row)?, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(OrderCounts::of(found))
 }
 
 fn parse_cursor(cursor: &str) -> Option<(i64, String)> {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -484,6 +484,75 @@ impl Authenticator {
             },
         }
     }
+
+    /// The caller behind a request: its `Authorization` header, as [`Authenticator::authenticate`],
+    /// or, on the event streams only, its `access_token` query parameter (RFC 6750 §2.3),
+    /// checked by the same verifier. A browser's `EventSource` cannot send a header; a cookie
+    /// would be sent by the browser with every request to the edge, cross-site ones too, and
+    /// so make every route forgeable (CSRF), where a query parameter is sent only by who holds
+    /// the token, and only where the page puts it. The edge logs paths without their query.
+    /// A token in both places, or twice in the query, is refused: one request, one token.
+    pub fn authenticate_request(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Authentication {
+        let in_query = match *method == Method::GET && is_event_stream(uri.path()) {
+            true => query_token(uri.query().unwrap_or_default()),
+            false => QueryToken::None,
+        };
+        let Some(verifier) = &self.verifier else {
+            return Authentication::Anonymous;
+        };
+        match (in_query, headers.contains_key(AUTHORIZATION)) {
+            (QueryToken::None, _) => self.authenticate(headers),
+            (QueryToken::Token(token), false) => match verifier.verify(token) {
+                Ok(caller) => Authentication::Caller(caller),
+                Err(refusal) => Authentication::Refused(refusal),
+            },
+            (QueryToken::Token(_), true) => Authentication::Refused(Refusal::invalid(
+                "send the token once: in the Authorization header or as access_token, not both",
+            )),
+            (QueryToken::Malformed, _) => Authentication::Refused(Refusal::invalid(
+                "access_token must be given once, as the JWT itself",
+            )),
+        }
+    }
+}
+
+/// Whether `path` is one of the edge's event streams (`/events`, `/orders/{id}/events`): the
+/// routes where a token may come in the query.
+pub fn is_event_stream(path: &str) -> bool {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    match segments.as_slice() {
+        ["events"] => true,
+        ["orders", id, "events"] => !id.is_empty(),
+        _ => false,
+    }
+}
+
+/// The `access_token` parameter of a query string.
+#[derive(Debug, PartialEq, Eq)]
+enum QueryToken<'a> {
+    None,
+    /// Empty, repeated, or percent-encoded (a JWT is base64url and dots: it never needs to be).
+    Malformed,
+    Token(&'a str),
+}
+
+fn query_token(query: &str) -> QueryToken<'_> {
+    let mut found = QueryToken::None;
+    for pair in query.split('&') {
+        let Some(value) = pair.strip_prefix("access_token=") else {
+            continue;
+        };
+        if found != QueryToken::None || value.is_empty() || value.contains(['%', '+']) {
+            return QueryToken::Malformed;
+        }
+        found = QueryToken::Token(value);
+    }
+    found
 }
 
 enum Bearer<'a> {
@@ -814,6 +883,83 @@ mod tests {
         assert!(
             matches!(with("Bearer not.a.jwt"), Authentication::Refused(r) if r.error == Some("invalid_token"))
         );
+    }
+
+    #[test]
+    fn a_query_token_is_read_on_the_event_streams_only() {
+        let auth = Authenticator::new(hs256());
+        let token = mint(
+            &cfg(),
+            SECRET,
+            "ops",
+            Role::Operator,
+            Duration::from_secs(60),
+        );
+        let ops = Authentication::Caller(Caller::operator("ops"));
+        let get = |uri: &str, header: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = header {
+                headers.insert(AUTHORIZATION, http::HeaderValue::from_str(value).unwrap());
+            }
+            auth.authenticate_request(&Method::GET, &uri.parse().unwrap(), &headers)
+        };
+        let invalid = |a: Authentication| matches!(a, Authentication::Refused(r) if r.error == Some("invalid_token"));
+        let order = "0190a0b0-0000-7000-8000-000000000001";
+        assert_eq!(get(&format!("/events?access_token={token}"), None), ops);
+        assert_eq!(
+            get(
+                &format!("/orders/{order}/events?x=1&access_token={token}"),
+                None
+            ),
+            ops
+        );
+        // Elsewhere the parameter means nothing: no token at all.
+        for path in [
+            "/orders",
+            &format!("/orders/{order}"),
+            "/stats",
+            "/events/x",
+        ] {
+            assert_eq!(
+                get(&format!("{path}?access_token={token}"), None),
+                Authentication::Refused(Refusal::missing()),
+                "{path}"
+            );
+        }
+        let post = auth.authenticate_request(
+            &Method::POST,
+            &format!("/events?access_token={token}").parse().unwrap(),
+            &HeaderMap::new(),
+        );
+        assert_eq!(post, Authentication::Refused(Refusal::missing()));
+        // As strict as the header: the same verifier, one token per request.
+        assert!(invalid(get("/events?access_token=not.a.jwt", None)));
+        assert!(invalid(get("/events?access_token=", None)));
+        assert!(invalid(get(
+            &format!("/events?access_token={token}&access_token={token}"),
+            None
+        )));
+        assert!(invalid(get(
+            &format!("/events?access_token={}", token.replace('.', "%2E")),
+            None
+        )));
+        assert!(invalid(get(
+            &format!("/events?access_token={token}"),
+            Some(&format!("Bearer {token}"))
+        )));
+        let expired = sign(
+            &Claims {
+                exp: 1,
+                ..Claims::new(&cfg(), "ops", Role::Operator, Duration::ZERO)
+            },
+            SECRET,
+        );
+        assert!(invalid(get(
+            &format!("/events?access_token={expired}"),
+            None
+        )));
+        // The header alone still works there.
+        assert_eq!(get("/events", Some(&format!("Bearer {token}"))), ops);
     }
 
     #[test]

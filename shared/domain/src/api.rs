@@ -1,5 +1,7 @@
 //! The read API's requests and answers (JSON), which the edge asks the services for over NATS.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -79,7 +81,7 @@ pub struct OrderView {
 ///    ├──► REJECTED (reason)
 ///    └────────────┴──► CANCELLED (reason)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
@@ -232,6 +234,30 @@ pub struct OrderPage {
     pub next: Option<String>,
 }
 
+/// How many orders the order service holds in each status (its table, counted now).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CountOrders {}
+
+/// The answer to [`CountOrders`]: every status, those without orders as 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCounts {
+    pub by_status: BTreeMap<OrderStatus, u64>,
+}
+
+impl OrderCounts {
+    /// The counts of `found` (status, count), with every other status at 0.
+    pub fn of(found: impl IntoIterator<Item = (OrderStatus, u64)>) -> Self {
+        use strum::IntoEnumIterator;
+        let mut by_status: BTreeMap<OrderStatus, u64> =
+            OrderStatus::iter().map(|s| (s, 0)).collect();
+        for (status, count) in found {
+            *by_status.entry(status).or_default() += count;
+        }
+        OrderCounts { by_status }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GetCustomer {
@@ -344,6 +370,17 @@ mod tests {
                 (Shipped, Delivered),
             ]
         );
+    }
+
+    #[test]
+    fn counts_name_every_status_by_its_json() {
+        let counts = OrderCounts::of([(OrderStatus::Confirmed, 3), (OrderStatus::Pending, 1)]);
+        let json = serde_json::to_string(&counts).unwrap();
+        assert_eq!(
+            json,
+            r#"{"byStatus":{"PENDING":1,"CONFIRMED":3,"REJECTED":0,"SHIPPED":0,"DELIVERED":0,"CANCELLED":0}}"#
+        );
+        assert_eq!(serde_json::from_str::<OrderCounts>(&json).unwrap(), counts);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! Nobody but the provisioner may create, update, delete or purge a stream, a bucket or a
 //! consumer. Replies go to a per-identity inbox prefix, so no identity can read another's.
 
+use oms_domain::EventKind;
+
 use crate as topology;
 use crate::{ConsumerSpec, api, step};
 
@@ -35,6 +37,17 @@ pub struct Permissions {
     /// May answer requests it received (the services behind `oms.api.>`).
     pub allow_responses: bool,
 }
+
+/// The events that move an order to a status (the rest of ORDERS are requests): what the
+/// edge's event streams carry.
+pub const STATUS_EVENTS: [EventKind; 6] = [
+    EventKind::OrderPlaced,
+    EventKind::OrderConfirmed,
+    EventKind::OrderRejected,
+    EventKind::OrderCancelled,
+    EventKind::OrderShipped,
+    EventKind::OrderDelivered,
+];
 
 /// The scratch stream of loadgen's one-hop baseline, and the subjects it holds.
 pub const LOADGEN_STREAM: &str = "LOADGEN_HOP";
@@ -178,7 +191,12 @@ impl Identity {
             )),
             Identity::Order => Some((
                 api::ORDERS_SERVICE,
-                &[api::ORDERS_GET, api::ORDERS_LIST, api::ORDERS_HISTORY],
+                &[
+                    api::ORDERS_GET,
+                    api::ORDERS_LIST,
+                    api::ORDERS_HISTORY,
+                    api::ORDERS_STATS,
+                ],
             )),
             _ => None,
         }
@@ -244,6 +262,20 @@ impl Identity {
                     topology::ORDERS,
                     step::ORDERS_PLACED
                 ));
+                // The event streams and the live board read ORDERS in order, by sequence
+                // (direct gets, which change nothing), and are woken by the status events as
+                // they are published. No consumer: creating even an ephemeral one would let the
+                // edge rewrite a durable of the same name.
+                publish.push(format!("$JS.API.DIRECT.GET.{}", topology::ORDERS));
+                subscribe.extend(STATUS_EVENTS.iter().map(|kind| topology::all_of(*kind)));
+                // The board's counters, read only: the dead letters, and how far behind each
+                // durable consumer is.
+                publish.push(format!("$JS.API.STREAM.INFO.{}", topology::DLQ));
+                publish.extend(
+                    topology::CONSUMERS.iter().map(|spec| {
+                        format!("$JS.API.CONSUMER.INFO.{}.{}", spec.stream, spec.durable)
+                    }),
+                );
             }
             Identity::Order => {
                 // An order's history: the last event of each step of one order, by subject.
@@ -419,5 +451,53 @@ mod tests {
         assert!(p.publish.contains(&"orders.placed.*".to_string()));
         assert!(!p.publish.iter().any(|s| s.starts_with("dlq.")));
         assert!(!p.allow_responses);
+    }
+
+    /// The edge reads ORDERS (its event streams) and nothing else, and sees the DLQ and the
+    /// durables only through their info: no consumer of its own, no pull, no ack, no change.
+    #[test]
+    fn the_edge_reads_orders_and_only_counts_the_rest() {
+        let p = Identity::Edge.permissions();
+        // Its own bucket aside (`bucket_rights`).
+        let own_bucket = format!("KV_{}", topology::IDEMPOTENCY);
+        let calls: Vec<&String> = p
+            .publish
+            .iter()
+            .filter(|s| s.starts_with("$JS.") && !s.contains(&own_bucket))
+            .collect();
+        let mut expected = vec![
+            format!("$JS.API.STREAM.INFO.{}", topology::ORDERS),
+            format!(
+                "$JS.API.DIRECT.GET.{}.{}.*",
+                topology::ORDERS,
+                step::ORDERS_PLACED
+            ),
+            format!("$JS.API.DIRECT.GET.{}", topology::ORDERS),
+            format!("$JS.API.STREAM.INFO.{}", topology::DLQ),
+        ];
+        expected.extend(
+            topology::CONSUMERS
+                .iter()
+                .map(|c| format!("$JS.API.CONSUMER.INFO.{}.{}", c.stream, c.durable)),
+        );
+        assert_eq!(calls, expected.iter().collect::<Vec<_>>());
+        // Raw events: the status changes on ORDERS, nothing of another stream.
+        let mut subscribe = p.subscribe.clone();
+        subscribe.sort();
+        assert_eq!(
+            subscribe,
+            [
+                "_INBOX_edge.>",
+                "orders.cancelled.*",
+                "orders.confirmed.*",
+                "orders.delivered.*",
+                "orders.placed.*",
+                "orders.rejected.*",
+                "orders.shipped.*",
+            ]
+        );
+        for kind in STATUS_EVENTS {
+            assert_eq!(topology::stream_of(kind), topology::ORDERS, "{kind:?}");
+        }
     }
 }

@@ -240,6 +240,8 @@ pub mod api {
     pub const PRODUCTS_RESTOCK: &str = "oms.api.products.restock";
     pub const CUSTOMERS_CREATE: &str = "oms.api.customers.create";
     pub const CUSTOMERS_BLOCK: &str = "oms.api.customers.block";
+    /// How many orders are in each status (the edge's board and `GET /stats`).
+    pub const ORDERS_STATS: &str = "oms.api.orders.stats";
 }
 
 /// The README's table of streams, rendered from [`EVENT_STREAMS`] and [`Identity::writes`]
