@@ -785,6 +785,18 @@ fn operator_client(auth: &oms_config::AuthConfig) -> reqwest::Client {
         .expect("building an HTTP client")
 }
 
+/// The workspace's root folder.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ is in the workspace root")
+}
+
+/// A file of the workspace, by its path from the root.
+pub fn workspace_file(path: &str) -> String {
+    std::fs::read_to_string(workspace_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// The original system's example body.
 pub fn original_body() -> Value {
     json!({"customerId": "OMS-Cust-001", "totalAmount": 2599.99, "productIds": ["item1", "item2"]})

@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+use oms_e2e::{workspace_file as read, workspace_root as root};
 use std::sync::{LazyLock, Mutex, OnceLock};
 
 use figment::Jail;
@@ -28,16 +30,6 @@ fn compose_yaml_is_valid_and_consistent_with_the_project() {
     let problems = check(&compose_doc());
     let problems = problems.join("\n  ");
     assert!(problems.is_empty(), "compose.yaml:\n  {problems}");
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e/ is in the workspace root")
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 // ---- compose.yaml as JSON ----

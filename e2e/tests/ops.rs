@@ -9,8 +9,8 @@
 //! firing in alerts.test.yml, and is explained in the README. The PromQL itself is parsed by
 //! promtool in scripts/check-ops.sh.
 
+use oms_e2e::{workspace_file as read, workspace_root as root};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use serde_json::Value;
 
@@ -21,16 +21,6 @@ const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 const HISTOGRAM_SERIES: [&str; 3] = ["_bucket", "_sum", "_count"];
 
 const SEVERITIES: [&str; 2] = ["critical", "warning"];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e/ is in the workspace root")
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 fn yaml(path: &str) -> Value {
     serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))

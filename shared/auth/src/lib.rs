@@ -684,13 +684,7 @@ mod tests {
             Duration::from_secs(60),
         );
         assert_eq!(hs256().verify(&token), Ok(Caller::customer("OMS-Cust-001")));
-        let token = mint(
-            &cfg(),
-            SECRET,
-            "ops",
-            Role::Operator,
-            Duration::from_secs(60),
-        );
+        let token = ops_token();
         assert_eq!(hs256().verify(&token), Ok(Caller::operator("ops")));
     }
 
@@ -843,16 +837,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_authorization_header_is_read_strictly() {
-        let auth = Authenticator::new(hs256());
-        let token = mint(
+    /// A valid operator token of `ops` for [`hs256`], for a minute.
+    fn ops_token() -> String {
+        mint(
             &cfg(),
             SECRET,
             "ops",
             Role::Operator,
             Duration::from_secs(60),
-        );
+        )
+    }
+
+    #[test]
+    fn the_authorization_header_is_read_strictly() {
+        let auth = Authenticator::new(hs256());
+        let token = ops_token();
         let with = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(AUTHORIZATION, http::HeaderValue::from_str(value).unwrap());
@@ -888,13 +887,7 @@ mod tests {
     #[test]
     fn a_query_token_is_read_on_the_event_streams_only() {
         let auth = Authenticator::new(hs256());
-        let token = mint(
-            &cfg(),
-            SECRET,
-            "ops",
-            Role::Operator,
-            Duration::from_secs(60),
-        );
+        let token = ops_token();
         let ops = Authentication::Caller(Caller::operator("ops"));
         let get = |uri: &str, header: Option<&str>| {
             let mut headers = HeaderMap::new();
