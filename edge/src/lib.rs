@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod limits;
+pub mod openapi;
 pub mod place;
 pub mod problem;
 pub mod server;
@@ -321,11 +322,20 @@ pub fn routes(
         .or(get_customer)
         .or(get_product)
         .or(runtime::health_routes(ready_when_connected(bus)))
+        .or(openapi_json())
         .map(|reply| Box::new(reply) as Box<dyn Reply>)
         // Boxed: a request's future holds the routes it tries inline, and POST /orders, tried
         // first, would carry (and move, at every step) the size of the largest of these.
         .boxed();
     place.or(rest).recover(problem::recover)
+}
+
+/// `GET /openapi.json`: the API's description, open to all like the probes (it holds no data).
+fn openapi_json() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let text = openapi::json();
+    warp::path!("openapi.json")
+        .and(warp::get())
+        .map(move || warp::reply::with_header(text.clone(), "content-type", "application/json"))
 }
 
 /// The caller the server authenticated (see [`server`]), or 401/403. Without the server's layer
@@ -417,7 +427,8 @@ where
     Ok(out.freeze())
 }
 
-#[derive(Serialize)]
+/// The answer to a request that was accepted (placed, or asked to change).
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Accepted {
     order_id: OrderId,

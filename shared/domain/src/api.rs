@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::events::{Envelope, Event, EventKind, Item, PricedItem, Reason};
 use crate::ids::{CustomerId, OrderId, ProductId};
@@ -14,7 +15,7 @@ pub struct GetOrder {
 }
 
 /// One line of an order as clients see it: priced once inventory reserved it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
     pub product_id: ProductId,
@@ -48,7 +49,7 @@ impl From<PricedItem> for OrderLine {
 }
 
 /// An order as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub order_id: OrderId,
@@ -79,7 +80,7 @@ pub struct OrderView {
 ///    ├──► REJECTED (reason)
 ///    └────────────┴──► CANCELLED (reason)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
@@ -126,7 +127,7 @@ pub struct GetHistory {
 }
 
 /// Everything that happened to an order, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderHistory {
     pub order_id: OrderId,
@@ -137,7 +138,7 @@ pub struct OrderHistory {
 
 /// One event of an order's history: its type and time, the status it moved the order to (the
 /// order service's own events), and what it says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     #[serde(rename = "type")]
@@ -225,10 +226,12 @@ pub struct ListOrders {
     pub after: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
+    /// The cursor of the next page (`after`), `null` on the last one.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 
@@ -238,11 +241,12 @@ pub struct GetCustomer {
     pub customer_id: CustomerId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerView {
     pub customer_id: CustomerId,
     pub name: String,
+    #[schema(examples("ACTIVE", "BLOCKED"))]
     pub status: String,
     pub credit_limit: Money,
 }
@@ -253,7 +257,7 @@ pub struct GetProduct {
     pub product_id: ProductId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductView {
     pub product_id: ProductId,
