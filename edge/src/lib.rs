@@ -155,7 +155,7 @@ pub fn routes(
         .and(caller())
         .and(json_content_type())
         .and(limited_body())
-        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(idempotency_key())
         .and(with_edge)
         .and_then(place_order);
     let get_order = warp::path!("orders" / String)
@@ -239,7 +239,7 @@ pub fn routes(
             .and(warp::post())
             .and(operator.clone())
             .and(body.clone())
-            .and(warp::header::optional::<String>("idempotency-key"))
+            .and(idempotency_key())
             .and(bus.clone())
             .and_then(
                 |id: String, _: Caller, body: Bytes, key: Option<String>, bus: Bus| async move {
@@ -356,6 +356,18 @@ fn denied(denial: Denied, hidden: impl FnOnce() -> Problem) -> Problem {
         Denied::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
         Denied::Hidden => hidden(),
     }
+}
+
+/// The `Idempotency-Key` header as sent, checked by the handler (`idempotency::check_key`, a
+/// 400 problem). Not `warp::header::optional::<String>`: its rejection of a value that is not
+/// visible ASCII would lose to another route's 405 and never reach the client as the 400 it is.
+fn idempotency_key()
+-> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        headers
+            .get("idempotency-key")
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    })
 }
 
 /// 415 unless the body is declared as JSON (`application/json` or `application/*+json`).

@@ -201,8 +201,7 @@ enum PlaceOrderBody {
 struct OrderOfProductIds {
     #[schema(schema_with = customer_id)]
     customer_id: String,
-    /// What the client expects to pay (0.01 to 1000000.00). The server prices the order; a
-    /// different total rejects it with `PRICE_MISMATCH`.
+    #[schema(schema_with = total_amount)]
     total_amount: Option<Money>,
     #[schema(schema_with = product_ids)]
     product_ids: Vec<String>,
@@ -214,7 +213,7 @@ struct OrderOfProductIds {
 struct OrderOfItems {
     #[schema(schema_with = customer_id)]
     customer_id: String,
-    /// What the client expects to pay (0.01 to 1000000.00), as with `productIds`.
+    #[schema(schema_with = total_amount)]
     total_amount: Option<Money>,
     #[schema(schema_with = items)]
     items: Vec<ItemBody>,
@@ -248,7 +247,7 @@ struct NewProductBody {
     product_id: String,
     #[schema(schema_with = name)]
     name: String,
-    /// More than 0, at most 1000000.00.
+    #[schema(schema_with = price)]
     price: Money,
     #[schema(schema_with = available)]
     available: i64,
@@ -259,6 +258,7 @@ struct NewProductBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct PriceBody {
+    #[schema(schema_with = price)]
     price: Money,
 }
 
@@ -279,7 +279,7 @@ struct NewCustomerBody {
     customer_id: String,
     #[schema(schema_with = name)]
     name: String,
-    /// 0 or more, at most 1000000.00: the most one order may cost.
+    #[schema(schema_with = credit_limit)]
     credit_limit: Money,
 }
 
@@ -330,6 +330,41 @@ fn items() -> Array {
         .min_items(Some(1))
         .max_items(Some(MAX_LINES))
         .build()
+}
+
+/// An amount in a request: as [`Money`] is written, within the parsers' bounds.
+fn amount(description: &str, positive: bool) -> Object {
+    let most = Money::MAX_AMOUNT.cents() as f64 / 100.0;
+    let builder = ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .maximum(Some(most))
+        .description(Some(format!(
+            "{description} An exact amount: a JSON number with at most 2 decimal places, \
+             at most {}.",
+            Money::MAX_AMOUNT
+        )))
+        .examples([serde_json::json!(25.00)]);
+    match positive {
+        true => builder.exclusive_minimum(Some(0)),
+        false => builder.minimum(Some(0)),
+    }
+    .build()
+}
+
+fn total_amount() -> Object {
+    amount(
+        "What the client expects to pay, more than 0: the server prices the order, and a \
+         different total rejects it with `PRICE_MISMATCH`.",
+        true,
+    )
+}
+
+fn price() -> Object {
+    amount("The price of one, more than 0.", true)
+}
+
+fn credit_limit() -> Object {
+    amount("0 or more: the most one order may cost.", false)
 }
 
 fn whole(description: &str, least: i64, most: i64) -> Object {
