@@ -201,5 +201,22 @@ async fn one_idempotency_key_makes_one_order() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+    // Bytes that are not text are the same 400 (not another route's 405).
+    for path in ["/orders", "/products/item1/stock"] {
+        let r = stack
+            .http
+            .post(format!("{}{path}", stack.edge()))
+            .header(
+                "idempotency-key",
+                reqwest::header::HeaderValue::from_bytes(b"k\xff").unwrap(),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let problem: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/bad-idempotency-key", "{path}");
+    }
     assert_eq!(stack.count(ORDERS, "orders.placed.*").await, 1);
 }

@@ -331,3 +331,33 @@ async fn a_poison_message_goes_to_the_dlq_and_orders_behind_it_flow() {
         Err(oms_bus::dlq::DlqError::NotFound(_))
     ));
 }
+
+/// `GET /openapi.json` needs no token and serves docs/openapi.json as it is checked in (which
+/// `oms-edge`'s own test keeps equal to what the code describes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_description_is_the_checked_in_one() {
+    let stack = Stack::builder(oms_e2e::Mode::InProcess)
+        .services(&["edge"])
+        .start()
+        .await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/openapi.json", stack.edge()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let served = r.text().await.unwrap();
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .expect("docs/openapi.json");
+    assert!(
+        served == checked_in,
+        "GET /openapi.json differs from docs/openapi.json"
+    );
+    let described: Value = serde_json::from_str(&served).unwrap();
+    assert_eq!(described["openapi"], "3.1.0");
+}

@@ -114,7 +114,7 @@ fn asset(name: &str) -> warp::reply::Response {
 
 /// The board's counters. What cannot be read now is `null` (a service down is exactly when an
 /// operator looks at the DLQ and the lag).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     /// Orders in each status, as the order service has them.
@@ -124,11 +124,12 @@ pub struct Stats {
     /// Each durable consumer's backlog; one that cannot be read is left out.
     pub consumers: Vec<Lag>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
 }
 
 /// How far behind one durable consumer is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lag {
     pub stream: &'static str,

@@ -21,6 +21,7 @@ pub mod events;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod limits;
+pub mod openapi;
 pub mod place;
 pub mod problem;
 pub mod server;
@@ -169,7 +170,7 @@ pub fn routes(
         .and(caller())
         .and(json_content_type())
         .and(limited_body())
-        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(idempotency_key())
         .and(with_edge)
         .and_then(place_order);
     let get_order = warp::path!("orders" / String)
@@ -253,7 +254,7 @@ pub fn routes(
             .and(warp::post())
             .and(operator.clone())
             .and(body.clone())
-            .and(warp::header::optional::<String>("idempotency-key"))
+            .and(idempotency_key())
             .and(bus.clone())
             .and_then(
                 |id: String, _: Caller, body: Bytes, key: Option<String>, bus: Bus| async move {
@@ -343,11 +344,20 @@ pub fn routes(
         .or(get_product)
         .or(board)
         .or(runtime::health_routes(ready_when_connected(bus)))
+        .or(openapi_json())
         .map(|reply| Box::new(reply) as Box<dyn Reply>)
         // Boxed: a request's future holds the routes it tries inline, and POST /orders, tried
         // first, would carry (and move, at every step) the size of the largest of these.
         .boxed();
     place.or(rest).recover(problem::recover)
+}
+
+/// `GET /openapi.json`: the API's description, open to all like the probes (it holds no data).
+fn openapi_json() -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let text = openapi::json();
+    warp::path!("openapi.json")
+        .and(warp::get())
+        .map(move || warp::reply::with_header(text.clone(), "content-type", "application/json"))
 }
 
 /// The caller the server authenticated (see [`server`]), or 401/403. Without the server's layer
@@ -368,6 +378,18 @@ pub(crate) fn denied(denial: Denied, hidden: impl FnOnce() -> Problem) -> Proble
         Denied::Forbidden(detail) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
         Denied::Hidden => hidden(),
     }
+}
+
+/// The `Idempotency-Key` header as sent, checked by the handler (`idempotency::check_key`, a
+/// 400 problem). Not `warp::header::optional::<String>`: its rejection of a value that is not
+/// visible ASCII would lose to another route's 405 and never reach the client as the 400 it is.
+fn idempotency_key()
+-> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        headers
+            .get("idempotency-key")
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    })
 }
 
 /// 415 unless the body is declared as JSON (`application/json` or `application/*+json`).
@@ -439,7 +461,8 @@ where
     Ok(out.freeze())
 }
 
-#[derive(Serialize)]
+/// The answer to a request that was accepted (placed, or asked to change).
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Accepted {
     order_id: OrderId,

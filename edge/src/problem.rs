@@ -86,17 +86,26 @@ impl From<&Refusal> for Problem {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody<'a> {
+    /// `/problems/<kind>`, such as `/problems/invalid-request`.
+    #[schema(examples("/problems/not-found"))]
     r#type: String,
+    /// The status's reason phrase.
+    #[schema(examples("Not Found"))]
     title: &'a str,
+    /// The HTTP status.
+    #[schema(examples(404))]
     status: u16,
+    /// What went wrong, for a person.
     detail: &'a str,
 }
 
 impl Reply for Problem {
     fn into_response(self) -> warp::reply::Response {
-        let body = Body {
+        let body = ProblemBody {
             r#type: format!("/problems/{}", self.kind),
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),

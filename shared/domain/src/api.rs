@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::events::{Envelope, Event, EventKind, Item, PricedItem, Reason};
 use crate::ids::{CustomerId, OrderId, ProductId};
@@ -16,7 +17,7 @@ pub struct GetOrder {
 }
 
 /// One line of an order as clients see it: priced once inventory reserved it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
     pub product_id: ProductId,
@@ -50,7 +51,7 @@ impl From<PricedItem> for OrderLine {
 }
 
 /// An order as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub order_id: OrderId,
@@ -81,7 +82,9 @@ pub struct OrderView {
 ///    ├──► REJECTED (reason)
 ///    └────────────┴──► CANCELLED (reason)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE", ascii_case_insensitive)]
@@ -128,7 +131,7 @@ pub struct GetHistory {
 }
 
 /// Everything that happened to an order, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderHistory {
     pub order_id: OrderId,
@@ -139,7 +142,7 @@ pub struct OrderHistory {
 
 /// One event of an order's history: its type and time, the status it moved the order to (the
 /// order service's own events), and what it says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     #[serde(rename = "type")]
@@ -227,10 +230,12 @@ pub struct ListOrders {
     pub after: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
+    /// The cursor of the next page (`after`), `null` on the last one.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 
@@ -264,11 +269,12 @@ pub struct GetCustomer {
     pub customer_id: CustomerId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerView {
     pub customer_id: CustomerId,
     pub name: String,
+    #[schema(examples("ACTIVE", "BLOCKED"))]
     pub status: String,
     pub credit_limit: Money,
 }
@@ -279,7 +285,7 @@ pub struct GetProduct {
     pub product_id: ProductId,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductView {
     pub product_id: ProductId,

@@ -29,7 +29,7 @@ pub struct Item {
 
 /// One line of an order as inventory priced it when it reserved the stock: the price then,
 /// whatever the product costs later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PricedItem {
     pub product_id: ProductId,
@@ -54,7 +54,7 @@ pub struct OrderSnapshot {
 }
 
 /// Why an order was rejected. The first reason an order meets is the one it keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
@@ -191,7 +191,8 @@ pub struct PaymentProcessed {
         strum::EnumString,
         strum::IntoStaticStr,
         Serialize,
-        Deserialize
+        Deserialize,
+        utoipa::ToSchema
     ),
     doc = "The kind of an [`Event`], without its payload; its name is the `type` field."
 )]

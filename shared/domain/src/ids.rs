@@ -11,6 +11,7 @@ macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(utoipa::ToSchema)]
         #[serde(transparent)]
         pub struct $name(Uuid);
 
@@ -66,6 +67,7 @@ macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(utoipa::ToSchema)]
         #[serde(transparent)]
         pub struct $name(String);
 

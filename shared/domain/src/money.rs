@@ -152,6 +152,23 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
+/// In an API description: a JSON number, as it is written (no `multipleOf`: validators that
+/// check it in floating point refuse exact amounts such as 2599.99).
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .description(Some(
+                "An exact amount: a JSON number with at most 2 decimal places (integer cents \
+                 on the server, never a float), such as 2599.99",
+            ))
+            .examples([serde_json::json!(2599.99)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
 /// At most 40 characters of a text that was refused: the reason may go into a header.
 fn shorten(text: &str) -> String {
     match text.char_indices().nth(40) {

@@ -151,7 +151,7 @@ pub fn answer(
     };
     let body = serde_json::json!({
         "type": format!("/problems/{title}"),
-        "title": title,
+        "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
     });
