@@ -13,6 +13,7 @@
 #   ./scripts/run.sh [--no-build] [--no-logs]
 #
 #   --no-build   use the binaries already in target/release
+#   --debug      the debug build (target/debug), as the tests build it: starts sooner, runs slower
 #   --no-logs    do not show the services' logs on the terminal (they still go to data/logs/)
 #
 # Environment:
@@ -30,9 +31,11 @@ cd "$OMS_ROOT"
 
 BUILD=1
 SHOW_LOGS=1
+BIN=target/release
 for arg in "$@"; do
     case "$arg" in
         --no-build) BUILD=0 ;;
+        --debug) BIN=target/debug ;;
         --no-logs) SHOW_LOGS=0 ;;
         -h | --help)
             sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
@@ -114,13 +117,14 @@ if ((${#busy[@]})); then
 fi
 
 if ((BUILD)); then
-    log_info "building the five services (cargo build --release)"
     build_args=(-p oms-ops)
     for svc in "${SERVICES[@]}"; do build_args+=(-p "oms-$svc"); done
-    cargo build --release --bins "${build_args[@]}"
+    [[ $BIN == target/release ]] && build_args+=(--release)
+    log_info "building the five services (cargo build --bins ${build_args[*]})"
+    cargo build --bins "${build_args[@]}"
 fi
 for bin in "${SERVICES[@]/#/oms-}" oms-provision oms-token; do
-    [[ -x "target/release/$bin" ]] || die "target/release/$bin is missing; run without --no-build"
+    [[ -x "$BIN/$bin" ]] || die "$BIN/$bin is missing; run without --no-build"
 done
 
 export OMS_PROFILE="${OMS_PROFILE:-dev}"
@@ -129,7 +133,7 @@ export OMS_DATA_DIR="${OMS_DATA_DIR:-$DATA}"
 export OMS_NATS__URL="nats://127.0.0.1:$NATS_PORT"
 
 # This installation's identities (kept across runs) and the server config made for them.
-NATS_CONFIG="$(target/release/oms-provision creds --base nats.conf --out "$DATA/nats-server.conf")" ||
+NATS_CONFIG="$($BIN/oms-provision creds --base nats.conf --out "$DATA/nats-server.conf")" ||
     die "could not make the identities in $DATA/creds/"
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +246,7 @@ log_ok "nats-server is up (JetStream enabled)"
 
 # Only the provisioner creates streams, buckets and consumers; the services wait for them.
 log_info "creating the topology (oms-provision topology, log $LOGS/provision.log)"
-target/release/oms-provision topology --wait "${NATS_TIMEOUT}s" >>"$LOGS/provision.log" 2>&1 ||
+$BIN/oms-provision topology --wait "${NATS_TIMEOUT}s" >>"$LOGS/provision.log" 2>&1 ||
     { show_log_tail provision; die "the topology could not be created"; }
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +290,7 @@ fi
 
 log_info "starting ${SERVICES[*]} (profile $OMS_PROFILE, NATS $OMS_NATS__URL, data in $OMS_DATA_DIR/)"
 for svc in "${SERVICES[@]}"; do
-    start "$svc" "$LOGS/$svc.log" "target/release/oms-$svc"
+    start "$svc" "$LOGS/$svc.log" "$BIN/oms-$svc"
 done
 
 deadline=$((SECONDS + READY_TIMEOUT))
@@ -320,14 +324,14 @@ done
 EDGE_PORT="$(service_port edge)"
 # A development token for Ada Lovelace's account (12 h); `oms-token --operator` mints one that
 # reads everything.
-TOKEN="$(target/release/oms-token --customer OMS-Cust-001)" || die "oms-token could not mint a token"
+TOKEN="$($BIN/oms-token --customer OMS-Cust-001)" || die "oms-token could not mint a token"
 cat <<EOF
 
   The OMS is running: API on http://localhost:$EDGE_PORT, NATS on $OMS_NATS__URL,
   logs in $LOGS/, data in $DATA/. Ctrl-C stops everything.
 
   Place an order as OMS-Cust-001 (the token is valid for 12 hours; more with
-  target/release/oms-token --customer <id>, or --operator):
+  $BIN/oms-token --customer <id>, or --operator):
     curl -i -X POST localhost:$EDGE_PORT/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"customerId":"OMS-Cust-001","totalAmount":2599.99,"productIds":["item1","item2"]}'
 
   Then follow it with the orderId from the answer (or its Location header):
@@ -335,7 +339,7 @@ cat <<EOF
     curl -N -H "Authorization: Bearer $TOKEN" localhost:$EDGE_PORT/orders/<orderId>/events
 
   The live board: open http://localhost:$EDGE_PORT/ and paste an operator's token:
-    target/release/oms-token --operator
+    $BIN/oms-token --operator
 
   Look inside with the nats CLI as the read-only observer:
     nats --server $OMS_NATS__URL --nkey $DATA/creds/observer.nk --inbox-prefix _INBOX_observer stream ls

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Checks the running system against its own API description: starts the OMS as
-# ./scripts/run.sh does (nats-server and the five services, release build, real tokens), then
+# ./scripts/run.sh does (nats-server and the five services, real tokens), then
 # runs schemathesis (pinned, installed into .tools/schemathesis/venv) against the edge's
 # GET /openapi.json, once with an operator's token and once with a customer's. It fails when a
 # response is a 5xx or does not conform to the description (status code, content type,
 # headers, body schema). What it started, it stops (by pid) on the way out.
 #
-#   ./scripts/schemathesis.sh [--no-build]
+#   ./scripts/schemathesis.sh [--no-build] [--debug]
+#
+#   --debug   the debug build (what the tests build; CI uses it), not the release build
 #
 # Environment:
 #   SCHEMATHESIS_MAX_EXAMPLES   test cases per operation and phase (default 100)
@@ -22,9 +24,11 @@ SCHEMATHESIS_VENV="$OMS_TOOLS_DIR/schemathesis/venv"
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
 SEED="${SCHEMATHESIS_SEED:-$RANDOM$RANDOM}"
 RUN_ARGS=(--no-logs)
+BIN=target/release
 for arg in "$@"; do
     case "$arg" in
         --no-build) RUN_ARGS+=(--no-build) ;;
+        --debug) RUN_ARGS+=(--debug) BIN=target/debug ;;
         -h | --help)
             sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
             exit 0
@@ -109,7 +113,7 @@ log_ok "the system is up; the edge is $EDGE"
 
 token() {
     OMS_PROFILE=dev OMS_CONFIG="$OMS_ROOT/oms.toml" OMS_DATA_DIR="$DATA" \
-        target/release/oms-token "$@"
+        "$BIN/oms-token" "$@"
 }
 OPERATOR="$(token --operator)" || die "oms-token could not mint an operator token"
 CUSTOMER="$(token --customer OMS-Cust-001)" || die "oms-token could not mint a customer token"
