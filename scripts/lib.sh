@@ -407,9 +407,29 @@ _as_pg_user() {
     fi
 }
 
-_free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# _free_ports N: N distinct ports free on 127.0.0.1, one per line. Below the kernel's ephemeral
+# range: a port from bind(0) is in that range, where a client's outgoing connection (a service
+# connecting to NATS) may take it before the server meant to listen there binds it.
+_free_ports() {
+    python3 - "$1" <<'PY'
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+found = set()
+while len(found) < int(sys.argv[1]):
+    port = random.randrange(10000, low)
+    if port in found:
+        continue
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    found.add(port)
+print("\n".join(map(str, found)))
+PY
 }
+
+_free_port() { _free_ports 1; }
 
 # start_test_postgres: starts the cluster and exports OMS_TEST_POSTGRES=postgres://postgres@127.0.0.1:PORT.
 start_test_postgres() {

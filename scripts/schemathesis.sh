@@ -69,10 +69,12 @@ SCHEMATHESIS="$(ensure_schemathesis)"
 DATA="target/schemathesis-run"
 rm -rf "$DATA"
 export RUN_DATA="$DATA" READY_TIMEOUT="${READY_TIMEOUT:-120}"
-NATS_PORT="$(_free_port)" NATS_HTTP_PORT="$(_free_port)"
-export NATS_PORT NATS_HTTP_PORT
+mapfile -t ports < <(_free_ports 7)
+export NATS_PORT="${ports[0]}" NATS_HTTP_PORT="${ports[1]}"
+i=2
 for svc in EDGE CUSTOMER INVENTORY PAYMENT ORDER; do
-    export "OMS_${svc}__HTTP_PORT=$(_free_port)"
+    export "OMS_${svc}__HTTP_PORT=${ports[i]}"
+    i=$((i + 1))
 done
 EDGE="http://127.0.0.1:$OMS_EDGE__HTTP_PORT"
 

@@ -852,7 +852,10 @@ fn metrics() {}
     path = "/",
     tag = "live",
     security(()),
-    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 429, response = TooManyRequests),
+    ),
 )]
 #[allow(dead_code)]
 fn board() {}
@@ -871,6 +874,7 @@ fn board() {}
             (String = "image/svg+xml"),
         )),
         (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
     ),
 )]
 #[allow(dead_code)]
@@ -904,8 +908,11 @@ fn readyz() {}
     get,
     path = "/openapi.json",
     tag = "service",
-    responses((status = 200, description = "The OpenAPI document.", content_type = "application/json",
-        body = Object)),
+    responses(
+        (status = 200, description = "The OpenAPI document.", content_type = "application/json",
+            body = Object),
+        (status = 429, response = TooManyRequests),
+    ),
 )]
 #[allow(dead_code)]
 fn openapi_json() {}
@@ -984,6 +991,13 @@ mod tests {
         assert_eq!(got, want);
         for (method, path) in operations {
             let op = &value["paths"][&path][method.to_lowercase()];
+            // Every request but the probes and a scrape passes the rate limit (server.rs).
+            let limited = !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+            assert_eq!(
+                op["responses"]["429"].is_object(),
+                limited,
+                "{method} {path}: 429 documented exactly where the rate limit applies"
+            );
             let security = &op["security"];
             if OPEN.contains(&path.as_str()) {
                 assert_eq!(security, &serde_json::json!([]), "{method} {path}");
