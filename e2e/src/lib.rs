@@ -615,6 +615,23 @@ impl Stack {
         .await
     }
 
+    /// How far `durable` on `stream` is, for a failure message.
+    pub async fn consumer_state(&self, stream: &str, durable: &str) -> String {
+        let js = self.jetstream().await;
+        let consumer: Result<jetstream::consumer::PullConsumer, _> =
+            js.get_consumer_from_stream(durable, stream).await;
+        match consumer {
+            Ok(mut consumer) => match consumer.info().await {
+                Ok(i) => format!(
+                    "{} pending, {} awaiting an ack, {} redelivered, {} pull requests waiting",
+                    i.num_pending, i.num_ack_pending, i.num_redelivered, i.num_waiting
+                ),
+                Err(e) => format!("no info: {e}"),
+            },
+            Err(e) => format!("not found: {e}"),
+        }
+    }
+
     /// Waits until `subject` holds a message in `stream`; returns its JSON and headers.
     pub async fn event(&self, stream: &str, subject: &str) -> (Value, async_nats::HeaderMap) {
         let js = self.jetstream().await;

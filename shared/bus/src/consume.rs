@@ -145,9 +145,10 @@ pub async fn consume<H: Handler>(
 
 /// Hands back (NAK, no delay) what was fetched but not started, so another instance gets it at
 /// once instead of after the ack wait. Unsubscribing first matters: while our pull request is
-/// open, the server would redeliver the NAKed messages straight back to us. Waiting until the
-/// server has seen the unsubscribe matters too: until then it may still deliver a new message
-/// to our dead pull request, where it would sit out the ack wait.
+/// open, the server would redeliver the NAKed messages straight back to us; the NAKs follow the
+/// unsubscribe on the same connection, so the server sees it first. What the server sent before
+/// it saw the unsubscribe but arrives after is dropped by the client (async-nats closes the
+/// subscription on drop) and comes back after the ack wait: a delay, never a loss.
 async fn hand_back(js: &jetstream::Context, mut messages: jetstream::consumer::pull::Stream) {
     let mut unstarted = Vec::new();
     while let Some(Some(Ok(message))) = messages.next().now_or_never() {
