@@ -406,6 +406,11 @@ impl Stack {
         }
     }
 
+    /// Runs the command-line tool `oms-<tool>` (e.g. `view`) against this stack, to its end.
+    pub fn run_tool(&self, tool: &str, args: &[&str]) -> std::process::Output {
+        process::run_tool(&self.config, tool, args)
+    }
+
     /// The last `lines` lines each service process logged (warnings and errors), for failure
     /// messages.
     pub fn log_tails(&self, lines: usize) -> String {
@@ -646,27 +651,21 @@ impl Stack {
         .await
     }
 
-    /// Number of messages on `subject` (wildcards allowed) in `stream`: the pending count of a
-    /// throwaway consumer (stream info lists at most a page of subjects).
+    /// Number of messages on `subject` (wildcards allowed) in `stream`, from the stream's info
+    /// (paged: one page holds a limited number of subjects).
     pub async fn count(&self, stream: &str, subject: &str) -> u64 {
-        use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
         let js = self.jetstream().await;
         let stream = js.get_stream(stream).await.expect("stream exists");
-        let mut consumer = stream
-            .create_consumer(pull::Config {
-                filter_subject: subject.to_string(),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(10),
-                ..Default::default()
-            })
+        let subjects = stream
+            .info_with_subjects(subject)
             .await
-            .expect("a counting consumer");
-        // The observer may not delete it; it goes by itself once inactive.
-        consumer.info().await.expect("consumer info").num_pending
+            .expect("the stream's subjects");
+        subjects
+            .map(|s| s.expect("a page of subjects").1 as u64)
+            .fold(0, |sum, n| async move { sum + n })
+            .await
     }
 
-    /// The order ids that have a charge in the payment ledger.
     /// The audit of every order's money and stock, judging even the latest orders (the caller
     /// waits for the system to settle first).
     pub async fn audit(&self) -> oms_ops::audit::Report {
@@ -688,58 +687,18 @@ impl Stack {
 
     /// What the ledger says of each order it knows: charged, refunded, voided.
     pub async fn ledger(&self) -> HashMap<String, Settled> {
-        use oms_domain::ledger::{Entry, Refund};
-        let ledger = self
-            .jetstream()
+        let js = self.jetstream().await;
+        oms_ops::audit::ledger(&js)
             .await
-            .get_key_value("payment-ledger")
-            .await
-            .expect("the ledger bucket");
-        let keys: Vec<String> = ledger
-            .keys()
-            .await
-            .expect("ledger keys")
-            .map(|k| k.expect("a ledger key"))
+            .expect("the ledger reads")
+            .into_iter()
+            .map(|(order, money)| (order.to_string(), money))
             .collect()
-            .await;
-        let mut settled: HashMap<String, Settled> = HashMap::new();
-        for key in keys {
-            let Some(value) = ledger.get(&key).await.expect("a ledger entry") else {
-                continue;
-            };
-            match key.strip_suffix(".refund") {
-                Some(order) => {
-                    let refund: Refund = serde_json::from_slice(&value).expect("a refund");
-                    settled.entry(order.to_string()).or_default().refunded = Some(refund.amount);
-                }
-                None => {
-                    let entry = settled.entry(key.clone()).or_default();
-                    match Entry::read(&value).expect("a ledger entry") {
-                        Entry::Charged(charge) => entry.charged = Some(charge.amount),
-                        Entry::Voided(_) => entry.voided = true,
-                    }
-                }
-            }
-        }
-        settled
     }
 }
 
 /// An order's money, as the ledger has it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Settled {
-    pub charged: Option<oms_domain::Money>,
-    pub refunded: Option<oms_domain::Money>,
-    pub voided: bool,
-}
-
-impl Settled {
-    /// Charged less refunded.
-    pub fn kept(&self) -> oms_domain::Money {
-        let cents = |m: Option<oms_domain::Money>| m.map_or(0, |m| m.cents());
-        oms_domain::Money::from_cents(cents(self.charged) - cents(self.refunded))
-    }
-}
+pub use oms_ops::audit::Ledger as Settled;
 
 impl Drop for Stack {
     fn drop(&mut self) {

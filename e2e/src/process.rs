@@ -21,22 +21,36 @@ pub(crate) fn spawn(config: &Config, service: &str) -> Child {
         .append(true)
         .open(config.data_dir.join(format!("{service}.log")))
         .expect("a log file");
-    let mut command = Command::new(binary(service));
-    // The service reads the test's config and nothing else: not the `OMS_*` settings of
-    // whoever runs the tests.
+    own_settings(Command::new(binary(service)), config, &file)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting a service binary")
+}
+
+/// Runs the command-line tool `oms-<tool>` with `args` and `config` to its end.
+pub(crate) fn run_tool(config: &Config, tool: &str, args: &[&str]) -> std::process::Output {
+    let file = config.data_dir.join("oms.toml");
+    write_config_file(config, &file);
+    own_settings(Command::new(binary(tool)), config, &file)
+        .args(args)
+        .output()
+        .expect("running a tool")
+}
+
+/// `command` reads the test's config (`file`) and nothing else: not the `OMS_*` settings of
+/// whoever runs the tests.
+fn own_settings(mut command: Command, config: &Config, file: &Path) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("OMS_") {
             command.env_remove(key);
         }
     }
     command
-        .env("OMS_CONFIG", &file)
-        .env("OMS_PROFILE", &config.profile)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting a service binary")
+        .env("OMS_CONFIG", file)
+        .env("OMS_PROFILE", &config.profile);
+    command
 }
 
 /// The last `lines` lines each service logged in `dir` (warnings and errors).

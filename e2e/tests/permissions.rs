@@ -209,29 +209,22 @@ fn publish_attacks() -> Vec<(&'static str, Vec<Identity>)> {
             "$JS.API.CONSUMER.DURABLE.CREATE.NO_SUCH_STREAM.customer",
             vec![Provisioner],
         ),
-        // A named create is how a durable is made or changed: the observer's ephemeral
-        // create (no name in the subject) is not enough for it.
         (
             "$JS.API.CONSUMER.CREATE.NO_SUCH_STREAM.customer",
             vec![Provisioner],
         ),
-        // The edge's event streams read ORDERS by sequence (direct gets) and make no
-        // consumer: even an ephemeral create (no name in the subject) may name a durable in
-        // its body and rewrite it.
+        // Whoever only reads (the edge's event streams, the observer) reads by direct gets and
+        // makes no consumer: even an "ephemeral" create (no name in the subject) may name a
+        // durable in its body and rewrite it.
         ("$JS.API.DIRECT.GET.ORDERS", vec![Edge, Observer]),
+        ("$JS.API.CONSUMER.CREATE.ORDERS", vec![Provisioner]),
+        ("$JS.API.CONSUMER.CREATE.CUSTOMERS", vec![Provisioner]),
+        ("$JS.API.CONSUMER.CREATE.PAYMENTS", vec![Provisioner]),
+        ("$JS.API.CONSUMER.CREATE.DLQ", vec![Provisioner]),
         (
-            "$JS.API.CONSUMER.CREATE.ORDERS",
-            vec![Provisioner, Observer],
+            "$JS.API.CONSUMER.CREATE.KV_payment-ledger",
+            vec![Provisioner],
         ),
-        (
-            "$JS.API.CONSUMER.CREATE.CUSTOMERS",
-            vec![Provisioner, Observer],
-        ),
-        (
-            "$JS.API.CONSUMER.CREATE.PAYMENTS",
-            vec![Provisioner, Observer],
-        ),
-        ("$JS.API.CONSUMER.CREATE.DLQ", vec![Provisioner, Observer]),
         ("$JS.API.CONSUMER.CREATE.ORDERS.customer", vec![Provisioner]),
         (
             "$JS.API.CONSUMER.CREATE.ORDERS.customer.orders.placed.x",

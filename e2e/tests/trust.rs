@@ -171,6 +171,33 @@ async fn the_observer_reads_everything_and_changes_nothing() {
         .await
         .expect("a message read");
     assert!(!message.payload.is_empty());
+    // `stream view`'s part, without a consumer: the whole stream by direct gets.
+    let stored = oms_bus::direct::read_all(&js.client(), ORDERS, None)
+        .await
+        .expect("a stream read by direct gets");
+    assert!(
+        stored
+            .iter()
+            .any(|m| m.subject == format!("orders.placed.{id}")),
+        "the order's placement among {} messages",
+        stored.len()
+    );
+    // And as a person would, with `oms-view` (JSON lines).
+    let viewed = stack.run_tool("view", &[ORDERS, "--subject", &format!("orders.*.{id}")]);
+    let out = String::from_utf8_lossy(&viewed.stdout);
+    assert!(
+        viewed.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&viewed.stderr)
+    );
+    let viewed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let types = Vec::from_iter(viewed.iter().map(|m| m["data"]["type"].as_str().unwrap()));
+    assert_eq!(types, ["OrderPlaced", "OrderConfirmed"], "{out}");
+    assert_eq!(viewed[1]["headers"]["Oms-Event-Type"], "OrderConfirmed");
+    assert!(viewed[0]["sequence"].as_u64() < viewed[1]["sequence"].as_u64());
     let services = stack.nats.connect_as(Identity::Observer).await;
     let answers = eventually(DEADLINE, "three micro services to answer a ping", || {
         let services = services.clone();
@@ -232,6 +259,26 @@ async fn the_observer_reads_everything_and_changes_nothing() {
             .is_err(),
         "re-point a service's durable"
     );
+    // The same through an "ephemeral" create: no name in the subject, the durable's in the body.
+    let rewrite = serde_json::json!({
+        "stream_name": ORDERS,
+        "config": {"name": "customer", "filter_subject": "orders.confirmed.*", "ack_policy": "explicit"},
+    });
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        js.client().request(
+            format!("$JS.API.CONSUMER.CREATE.{ORDERS}"),
+            rewrite.to_string().into(),
+        ),
+    )
+    .await;
+    if let Ok(Ok(answer)) = answer {
+        let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+        assert!(
+            answer["error"].is_object(),
+            "a durable re-pointed: {answer}"
+        );
+    }
     let owner = stack.jetstream_as(Identity::Provisioner).await;
     let info = owner
         .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>("customer", ORDERS)
@@ -248,4 +295,50 @@ async fn the_observer_reads_everything_and_changes_nothing() {
     assert!(charges.contains(&id), "the ledger still holds the charge");
     let mut orders = owner.get_stream(ORDERS).await.expect("ORDERS still there");
     assert!(orders.info().await.unwrap().state.messages >= 2);
+}
+
+/// The observer pages through a stream without a consumer: every message once, in order, across
+/// pages, from any sequence on, and only those on a subject when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_observer_pages_through_a_stream_by_direct_gets() {
+    use oms_bus::direct::{BATCH, Pages, read_all};
+    let stack = Stack::builder(Mode::InProcess).services(&[]).start().await;
+    let edge = stack.jetstream_as(Identity::Edge).await;
+    let total = 2 * BATCH + 10;
+    let acks = futures::future::join_all((0..total).map(|n| {
+        let edge = edge.clone();
+        async move {
+            let subject = format!("orders.placed.{}", n % 3);
+            edge.publish(subject, n.to_string().into()).await?.await
+        }
+    }))
+    .await;
+    assert!(acks.iter().all(Result::is_ok), "every message stored");
+
+    let client = stack.nats.connect_as(Identity::Observer).await;
+    let all = read_all(&client, ORDERS, None)
+        .await
+        .expect("the stream read");
+    assert_eq!(all.len(), total);
+    let sequences = Vec::from_iter(all.iter().map(|m| m.sequence));
+    assert_eq!(
+        sequences,
+        Vec::from_iter(1..=total as u64),
+        "each once, in order"
+    );
+
+    let ones = read_all(&client, ORDERS, Some("orders.placed.1"))
+        .await
+        .expect("one subject read");
+    assert_eq!(ones.len(), (0..total).filter(|n| n % 3 == 1).count());
+    assert!(ones.iter().all(|m| m.subject == "orders.placed.1"));
+
+    let mut pages = Pages::open(&client, ORDERS, 100, None).await.unwrap();
+    let first = pages.next_page().await.unwrap();
+    assert_eq!(first.len(), BATCH);
+    assert_eq!(first[0].sequence, 100);
+    let rest = pages.next_page().await.unwrap();
+    assert_eq!(rest.len(), total - 99 - BATCH);
+    assert_eq!(rest[0].sequence, 100 + BATCH as u64);
+    assert!(pages.next_page().await.unwrap().is_empty(), "the end");
 }

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Subscriber;
-use async_nats::header::NATS_SEQUENCE;
 use futures::stream::SelectAll;
 use futures::{FutureExt, StreamExt};
 use oms_bus::Bus;
 use oms_bus::api;
+use oms_bus::direct::{self, BATCH, ReadError};
 use oms_domain::api::{GetOrder, HistoryEntry, OrderView};
 use oms_domain::{CustomerId, Envelope, OrderId};
 use oms_topology::identity::STATUS_EVENTS;
@@ -46,9 +46,6 @@ pub const MAX_STREAMS: usize = 1000;
 
 /// How long a stream waits for a wake-up before it looks anyway.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
-
-/// Events read at once (one request, one answer per event).
-const BATCH: usize = 256;
 
 /// How often `/events` sends the board's counters.
 pub const STATS_EVERY: Duration = Duration::from_secs(2);
@@ -329,18 +326,6 @@ struct Subscriptions {
     asked: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("cannot subscribe: {0}")]
-    Subscribe(#[from] async_nats::SubscribeError),
-    #[error("cannot ask: {0}")]
-    Publish(#[from] async_nats::PublishError),
-    #[error("no answer in time")]
-    TimedOut,
-    #[error("the server answered {0}")]
-    Refused(String),
-}
-
 impl Reader {
     /// Reads events on `filter` after sequence `after` (from the start if `None`), woken by
     /// publishes on `wake`.
@@ -439,62 +424,34 @@ impl Reader {
         };
         subscribed.asked += 1;
         let reply = format!("{}.{}", subscribed.inbox, subscribed.asked);
-        let request = serde_json::json!({
-            "seq": self.last + 1,
-            "next_by_subj": self.filter,
-            "batch": BATCH,
-        });
-        self.bus
-            .client
-            .publish_with_reply(
-                format!("$JS.API.DIRECT.GET.{}", topology::ORDERS),
-                reply.clone(),
-                request.to_string().into(),
-            )
-            .await?;
+        let read = direct::batch(
+            &self.bus.client,
+            &mut subscribed.answers,
+            &reply,
+            topology::ORDERS,
+            self.last + 1,
+            Some(&self.filter),
+        )
+        .await?;
         let mut found = 0;
-        loop {
-            let answer = tokio::time::timeout(ANSWER_WITHIN, subscribed.answers.next())
-                .await
-                .map_err(|_| ReadError::TimedOut)?
-                .ok_or(ReadError::TimedOut)?;
-            // An answer to an earlier request that timed out.
-            if answer.subject.as_str() != reply {
+        for stored in read {
+            if stored.sequence <= self.last {
                 continue;
             }
-            match answer.status.map(|s| s.as_u16()) {
-                None => {}
-                // Nothing (more) after `last`; the end of the batch.
-                Some(404 | 204) => return Ok(found),
-                Some(status) => {
-                    let why = answer.description.unwrap_or_default();
-                    return Err(ReadError::Refused(format!("{status} {why}")));
-                }
-            }
-            let sequence = answer
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(NATS_SEQUENCE))
-                .and_then(|v| v.as_str().parse::<u64>().ok())
-                .ok_or_else(|| ReadError::Refused("an event without its sequence".into()))?;
-            if sequence <= self.last {
-                continue;
-            }
-            self.last = sequence;
-            match Envelope::decode(&answer.payload) {
+            self.last = stored.sequence;
+            match Envelope::decode(&stored.payload) {
                 Ok(envelope) => {
-                    self.read.push_back((sequence, envelope));
+                    self.read.push_back((stored.sequence, envelope));
                     found += 1;
                 }
                 // The consumers park such a message in the DLQ; here it is no status change.
-                Err(e) => warn!(sequence, error = %e, "an unreadable event on ORDERS, left out"),
+                Err(e) => warn!(sequence = stored.sequence, error = %e,
+                    "an unreadable event on ORDERS, left out"),
             }
         }
+        Ok(found)
     }
 }
-
-/// How long a batch's answers may take.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

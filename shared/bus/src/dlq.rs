@@ -13,6 +13,7 @@ use async_nats::jetstream::{self, AckKind, Message, stream::DirectGetErrorKind};
 use serde::Serialize;
 use tracing::{error, warn};
 
+use crate::direct;
 use crate::metrics::Outcome;
 use oms_topology::{self as topology, ConsumerSpec, DLQ};
 
@@ -109,25 +110,19 @@ pub async fn list(
     from: u64,
     limit: usize,
 ) -> Result<Vec<DeadLetter>, DlqError> {
-    let stream = js.get_stream_no_info(DLQ).await.map_err(nats)?;
+    let client = js.client();
+    let mut pages = direct::Pages::open(&client, DLQ, from, Some(topology::DLQ_SUBJECTS))
+        .await
+        .map_err(nats)?;
     let mut letters = Vec::new();
-    let mut next = from.max(1);
     while letters.len() < limit {
-        match stream
-            .direct_get_next_for_subject(topology::DLQ_SUBJECTS, Some(next))
-            .await
-        {
-            Ok(message) => {
-                next = message.sequence + 1;
-                letters.push(describe(
-                    message.sequence,
-                    &message.headers,
-                    &message.payload,
-                ));
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
-            Err(e) => return Err(nats(e)),
+        let page = pages.next_page().await.map_err(nats)?;
+        if page.is_empty() {
+            break;
         }
+        let left = limit - letters.len();
+        letters
+            .extend((page.iter().take(left)).map(|m| describe(m.sequence, &m.headers, &m.payload)));
     }
     Ok(letters)
 }

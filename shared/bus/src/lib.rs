@@ -9,6 +9,7 @@ pub mod api;
 mod backoff;
 mod connect;
 mod consume;
+pub mod direct;
 pub mod dlq;
 mod error;
 mod funnel;

@@ -1,5 +1,5 @@
 //! The money and stock invariants of every order, checked from what the system recorded: the
-//! order's events (ORDERS, INVENTORY, DEADLINES) and the payment ledger (KV `payment-ledger`).
+//! order's events (ORDERS, INVENTORY) and the payment ledger (KV `payment-ledger`).
 //!
 //! For every order, once it has settled (its last event older than `settle`):
 //! - charged − refunded is its priced total when it is CONFIRMED, SHIPPED or DELIVERED, and 0
@@ -7,15 +7,15 @@
 //! - the stock it reserved is released exactly when it is REJECTED or CANCELLED;
 //! - it is not PENDING past its deadline.
 //!
-//! Reading is the observer's part: [`read`] walks each stream once with an ordered consumer;
-//! [`check`] is pure.
+//! Reading is the observer's part: [`read`] walks each stream once by direct gets (no consumer,
+//! nothing changed on the server); [`check`] is pure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
+use async_nats::jetstream;
+use oms_bus::direct;
 use oms_domain::api::OrderStatus;
 use oms_domain::ledger::{Entry, Refund};
 use oms_domain::{Envelope, Event, Money, OrderId};
@@ -175,13 +175,16 @@ fn cents_text(money: Option<Money>) -> String {
     money.map_or_else(|| "nothing".into(), |m| m.to_string())
 }
 
-/// Reads every order's facts: the events of ORDERS, INVENTORY and DEADLINES, and the ledger.
+/// Reads every order's facts: the events of ORDERS and INVENTORY, and the ledger.
 pub async fn read(js: &jetstream::Context) -> anyhow::Result<HashMap<OrderId, Facts>> {
     let mut orders: HashMap<OrderId, Facts> = HashMap::new();
     for stream in [topology::ORDERS, topology::INVENTORY] {
-        for (_, payload) in walk(js, stream).await? {
+        let stored = direct::read_all(&js.client(), stream, None)
+            .await
+            .with_context(|| format!("reading stream {stream}"))?;
+        for message in stored {
             // What does not decode was parked in the DLQ by the services: not part of any order.
-            if let Ok(envelope) = Envelope::decode(&payload) {
+            if let Ok(envelope) = Envelope::decode(&message.payload) {
                 orders
                     .entry(envelope.order_id)
                     .or_default()
@@ -189,14 +192,46 @@ pub async fn read(js: &jetstream::Context) -> anyhow::Result<HashMap<OrderId, Fa
             }
         }
     }
-    let ledger = format!("KV_{}", topology::PAYMENT_LEDGER);
+    for (order_id, money) in ledger(js).await? {
+        let facts = orders.entry(order_id).or_default();
+        facts.charged = money.charged;
+        facts.refunded = money.refunded;
+    }
+    Ok(orders)
+}
+
+/// What the payment ledger holds of one order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub charged: Option<Money>,
+    pub refunded: Option<Money>,
+    /// It ended before any charge, and none may come.
+    pub voided: bool,
+}
+
+impl Ledger {
+    /// Charged less refunded.
+    pub fn kept(&self) -> Money {
+        let cents = |m: Option<Money>| m.map_or(0, |m| m.cents());
+        Money::from_cents(cents(self.charged) - cents(self.refunded))
+    }
+}
+
+/// Every order the payment ledger (KV `payment-ledger`) knows, read from its stream.
+pub async fn ledger(js: &jetstream::Context) -> anyhow::Result<HashMap<OrderId, Ledger>> {
+    let stream = format!("KV_{}", topology::PAYMENT_LEDGER);
     let prefix = format!("$KV.{}.", topology::PAYMENT_LEDGER);
+    let stored = direct::read_all(&js.client(), &stream, None)
+        .await
+        .with_context(|| format!("reading stream {stream}"))?;
+    // A key's latest revision is the last in the stream.
     let mut latest: HashMap<String, bytes::Bytes> = HashMap::new();
-    for (subject, payload) in walk(js, &ledger).await? {
-        if let Some(key) = subject.strip_prefix(&prefix) {
-            latest.insert(key.to_string(), payload);
+    for message in stored {
+        if let Some(key) = message.subject.strip_prefix(&prefix) {
+            latest.insert(key.to_string(), message.payload);
         }
     }
+    let mut ledger: HashMap<OrderId, Ledger> = HashMap::new();
     for (key, value) in latest {
         if value.is_empty() {
             continue; // a deleted key
@@ -208,51 +243,21 @@ pub async fn read(js: &jetstream::Context) -> anyhow::Result<HashMap<OrderId, Fa
         let Ok(order_id) = order.parse::<OrderId>() else {
             continue;
         };
-        let facts = orders.entry(order_id).or_default();
+        let money = ledger.entry(order_id).or_default();
         if refund {
             let refund: Refund = serde_json::from_slice(&value)
                 .with_context(|| format!("the ledger's {key} is not a refund"))?;
-            facts.refunded = Some(refund.amount);
-        } else if let Entry::Charged(charge) = Entry::read(&value)
-            .with_context(|| format!("the ledger's {key} is not a charge or a void"))?
-        {
-            facts.charged = Some(charge.amount);
+            money.refunded = Some(refund.amount);
+        } else {
+            match Entry::read(&value)
+                .with_context(|| format!("the ledger's {key} is not a charge or a void"))?
+            {
+                Entry::Charged(charge) => money.charged = Some(charge.amount),
+                Entry::Voided(_) => money.voided = true,
+            }
         }
     }
-    Ok(orders)
-}
-
-/// Every message of `stream` as it is now, (subject, payload), in order.
-async fn walk(
-    js: &jetstream::Context,
-    stream: &str,
-) -> anyhow::Result<Vec<(String, bytes::Bytes)>> {
-    let handle = js
-        .get_stream(stream)
-        .await
-        .with_context(|| format!("looking up stream {stream}"))?;
-    let consumer = handle
-        .create_consumer(consumer::push::OrderedConfig {
-            deliver_subject: js.client().new_inbox(),
-            replay_policy: consumer::ReplayPolicy::Instant,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("reading stream {stream}"))?;
-    let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(out);
-    }
-    let mut messages = consumer.messages().await?;
-    while let Some(message) = messages.next().await {
-        let message = message.with_context(|| format!("reading stream {stream}"))?;
-        let pending = message.info().map(|i| i.pending).unwrap_or(0);
-        out.push((message.subject.to_string(), message.payload.clone()));
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(out)
+    Ok(ledger)
 }
 
 #[cfg(test)]

@@ -313,11 +313,8 @@ impl Identity {
                         "$JS.API.CONSUMER.NAMES.*",
                         "$JS.API.CONSUMER.LIST.*",
                         "$JS.API.CONSUMER.INFO.*.*",
-                        // An ephemeral push consumer only: this subject has no consumer name,
-                        // and the server refuses a durable on it. Paging through a stream
-                        // (`kv keys`, a stream's messages) takes one; it changes nothing stored.
-                        // No pulls and no acks: those subjects would reach the durables too.
-                        "$JS.API.CONSUMER.CREATE.*",
+                        // No consumer, not even an "ephemeral" one: its create may name a
+                        // durable in the body and rewrite it. Streams are paged by direct gets.
                         "$SRV.>",
                     ]
                     .map(String::from),
