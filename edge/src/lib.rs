@@ -86,10 +86,14 @@ pub async fn run(
     runtime::metrics::recorder();
     // Counted from 0, so that rates are known before the first refusal.
     metrics::counter!(oms_bus::metrics::HTTP_RATE_LIMITED, "service" => SERVICE).increment(0);
+    let auth = Arc::new(auth);
     let gate = Arc::new(Gate {
+        metrics: runtime::metrics::Access::operators(
+            auth.clone(),
+            config.telemetry.metrics_loopback,
+        ),
         auth,
         limiter: RateLimiter::new(config.http.rate_per_second, config.http.rate_burst),
-        metrics_loopback: config.telemetry.metrics_loopback,
     });
     let feed = events::Feed::new(bus.clone(), config.http.idle_timeout, shutdown.clone());
     server::serve(

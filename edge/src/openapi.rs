@@ -991,8 +991,8 @@ mod tests {
         assert_eq!(got, want);
         for (method, path) in operations {
             let op = &value["paths"][&path][method.to_lowercase()];
-            // Every request but the probes and a scrape passes the rate limit (server.rs).
-            let limited = !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+            let method = warp::http::Method::from_bytes(method.as_bytes()).unwrap();
+            let limited = crate::server::Entry::of(&method, &path) == crate::server::Entry::Limited;
             assert_eq!(
                 op["responses"]["429"].is_object(),
                 limited,

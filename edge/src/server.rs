@@ -33,7 +33,7 @@ use tower_service::Service;
 use tracing::{Instrument, debug, info, warn};
 use warp::Reply;
 use warp::http::header::HeaderName;
-use warp::http::{HeaderMap, Method, Request, Response};
+use warp::http::{Method, Request, Response};
 
 use crate::auth::{Authentication, Authenticator};
 use crate::limits::{self, ConnState, RateKey, RateLimiter, Timeouts};
@@ -47,21 +47,30 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What every request passes before the API: who it is, and whether it may go on.
 pub struct Gate {
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub limiter: RateLimiter,
-    /// Whether `telemetry.metrics_loopback` lets this machine read `/metrics` without a token.
-    pub metrics_loopback: bool,
+    /// Who may read `/metrics`: an operator, or this machine when configured.
+    pub metrics: Access,
 }
 
-impl Gate {
-    /// `/metrics`: an operator's, or this machine's when configured.
-    fn metrics_access(self: &Arc<Self>) -> Access {
-        let gate = self.clone();
-        Access {
-            loopback: self.metrics_loopback,
-            operator: Arc::new(move |headers: &HeaderMap| {
-                metrics::operator_only(&gate.auth, headers)
-            }),
+/// How a request comes in. The probes go straight to the API, unlimited: a flood from one
+/// address must not make the edge look dead. A scrape is answered here, unlimited, so that it
+/// comes on time. Everything else is authenticated and rate-limited first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Probe,
+    Scrape,
+    Limited,
+}
+
+impl Entry {
+    pub fn of(method: &Method, path: &str) -> Entry {
+        if matches!(path, "/healthz" | "/readyz") {
+            Entry::Probe
+        } else if route(path) == "/metrics" && method == Method::GET {
+            Entry::Scrape
+        } else {
+            Entry::Limited
         }
     }
 }
@@ -199,33 +208,33 @@ where
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let span = tracing::info_span!("request", %request_id);
-    // Probes stay open and unlimited: a flood from one address must not make it look dead.
-    let probe = matches!(path.as_str(), "/healthz" | "/readyz");
     let route = route(&path);
-    let answer = if probe {
-        api.call(request).instrument(span).await
-    } else if route == "/metrics" && method == Method::GET {
-        Ok(metrics::answer(
-            &gate.metrics_access(),
+    let entry = Entry::of(&method, &path);
+    let answer = match entry {
+        Entry::Probe => api.call(request).instrument(span).await,
+        Entry::Scrape => Ok(metrics::answer(
+            &gate.metrics,
             Some(peer),
             request.headers(),
-        ))
-    } else {
-        let authentication =
-            gate.auth
-                .authenticate_request(request.method(), request.uri(), request.headers());
-        let key = match &authentication {
-            Authentication::Caller(c) => RateKey::Caller(c.role, c.sub.clone()),
-            _ => RateKey::peer(peer.ip()),
-        };
-        match gate.limiter.check(&key, Instant::now()) {
-            Err(wait) => {
-                ::metrics::counter!(m::HTTP_RATE_LIMITED, "service" => crate::SERVICE).increment(1);
-                Ok(limits::too_many_requests(wait).into_response())
-            }
-            Ok(()) => {
-                request.extensions_mut().insert(authentication);
-                api.call(request).instrument(span).await
+        )),
+        Entry::Limited => {
+            let authentication =
+                gate.auth
+                    .authenticate_request(request.method(), request.uri(), request.headers());
+            let key = match &authentication {
+                Authentication::Caller(c) => RateKey::Caller(c.role, c.sub.clone()),
+                _ => RateKey::peer(peer.ip()),
+            };
+            match gate.limiter.check(&key, Instant::now()) {
+                Err(wait) => {
+                    ::metrics::counter!(m::HTTP_RATE_LIMITED, "service" => crate::SERVICE)
+                        .increment(1);
+                    Ok(limits::too_many_requests(wait).into_response())
+                }
+                Ok(()) => {
+                    request.extensions_mut().insert(authentication);
+                    api.call(request).instrument(span).await
+                }
             }
         }
     };
@@ -244,7 +253,7 @@ where
         "method" => method_label)
     .record(took);
     let ms = (took * 10_000.0).round() / 10.0;
-    if probe {
+    if entry == Entry::Probe {
         debug!(%request_id, %method, %path, status, ms, "request");
     } else {
         info!(%request_id, %method, %path, status, ms, "request");

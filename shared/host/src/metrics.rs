@@ -99,25 +99,30 @@ impl Access {
     /// `telemetry.metrics_loopback`, and operator tokens when the service has a key to check
     /// them with (`auth.hs256_secret` or its file, or `auth.jwks`).
     pub async fn for_service(config: &Config, local: SocketAddr) -> Access {
-        let operator: Check = match Authenticator::from_config(config, local).await {
-            Ok(auth) => {
-                let auth = Arc::new(auth);
-                Arc::new(move |headers: &HeaderMap| operator_only(&auth, headers))
-            }
+        let loopback = config.telemetry.metrics_loopback;
+        match Authenticator::from_config(config, local).await {
+            Ok(auth) => Access::operators(Arc::new(auth), loopback),
             Err(e) => {
                 info!("/metrics takes no tokens here: {e}");
-                Arc::new(|_: &HeaderMap| {
-                    Err(Denied::Forbidden(
-                        "this service has no key to check tokens with; read its metrics from \
-                         its own machine"
-                            .into(),
-                    ))
-                })
+                Access {
+                    loopback,
+                    operator: Arc::new(|_: &HeaderMap| {
+                        Err(Denied::Forbidden(
+                            "this service has no key to check tokens with; read its metrics \
+                             from its own machine"
+                                .into(),
+                        ))
+                    }),
+                }
             }
-        };
+        }
+    }
+
+    /// Operators' tokens as `auth` checks them, and this machine when `loopback`.
+    pub fn operators(auth: Arc<Authenticator>, loopback: bool) -> Access {
         Access {
-            loopback: config.telemetry.metrics_loopback,
-            operator,
+            loopback,
+            operator: Arc::new(move |headers: &HeaderMap| operator_only(&auth, headers)),
         }
     }
 
