@@ -196,13 +196,19 @@ impl Step for Orders {
         if created.affected(&written) != plan.new.len() as u64 {
             stale.extend(plan.new.iter().map(|(id, _, _)| *id));
         }
-        if changed.affected(&written) != plan.changes.len() as u64 {
+        // The sagas this transaction ended, for their time. If another instance moved some of
+        // the orders first, the count does not tell which: none of the batch's is counted,
+        // rather than one twice.
+        let mut ended = HashSet::new();
+        if changed.affected(&written) == plan.changes.len() as u64 {
+            ended.extend(plan.changes.iter().map(|(id, _, _)| *id));
+        } else {
             stale.extend(plan.changes.iter().map(|(id, _, _)| *id));
         }
         store::reread(&mut tx, &mut plan.heads, &stale).await?;
         tx.commit().await?;
         let announcements = decide::announcements(batch, &plan.heads);
-        stats::sagas_ended(&announcements);
+        stats::sagas_ended(batch, &announcements, &ended);
         Ok(announcements)
     }
 
@@ -236,11 +242,20 @@ mod tests {
         assert!(!OrderEvent::KINDS.contains(&EventKind::OrderRejected));
     }
 
-    /// A batch that holds an event applied before and a new one (a redelivery after a crash
-    /// next to fresh work) cannot be told apart by the claim's count: it must still apply
-    /// the new event once and announce the order once.
-    #[tokio::test]
-    async fn a_batch_of_an_applied_and_a_new_event_applies_the_new_one_once() {
+    /// The order service's pipeline on a fresh SQLite file and nats-server, and the two events
+    /// that confirm one order: placed, and paid.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        pool: sqlx::AnyPool,
+        nats: NatsServer,
+        orders: oms_bus::Pipeline<Orders>,
+        order_id: OrderId,
+        placed: Envelope,
+        processed: Envelope,
+        line: oms_domain::PricedItem,
+    }
+
+    async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/order.db?mode=rwc", dir.path().display());
         let pool = db::connect(&url).await.expect("sqlite");
@@ -285,7 +300,33 @@ mod tests {
                 items: vec![line.clone()],
             }),
         );
+        Fixture {
+            _dir: dir,
+            pool,
+            nats,
+            orders,
+            order_id,
+            placed,
+            processed,
+            line,
+        }
+    }
 
+    /// A batch that holds an event applied before and a new one (a redelivery after a crash
+    /// next to fresh work) cannot be told apart by the claim's count: it must still apply
+    /// the new event once and announce the order once.
+    #[tokio::test]
+    async fn a_batch_of_an_applied_and_a_new_event_applies_the_new_one_once() {
+        let Fixture {
+            pool,
+            nats,
+            orders,
+            order_id,
+            placed,
+            processed,
+            line,
+            ..
+        } = fixture().await;
         let first = orders.handle_batch(vec![placed.clone()]).await;
         assert!(first.iter().all(Result::is_ok));
         let both = orders.handle_batch(vec![placed, processed]).await;
@@ -335,5 +376,53 @@ mod tests {
             .await
             .expect("subject counts");
         assert_eq!(info.values().sum::<usize>(), 1, "announced once: {info:?}");
+    }
+
+    /// A saga's time is recorded when its transaction ends it, not again when a redelivery
+    /// (after a crash between the commit and marking the order announced) announces it again.
+    #[tokio::test]
+    async fn a_saga_is_timed_once_however_often_its_end_is_announced() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        // This test's thread only (the runtime is current-thread): others record elsewhere.
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let f = fixture().await;
+        let timed =
+            || {
+                let samples = snapshotter.snapshot().into_vec().into_iter().filter_map(
+                    |(key, _, _, value)| match value {
+                        DebugValue::Histogram(v)
+                            if key.key().name() == oms_bus::metrics::SAGA_DURATION =>
+                        {
+                            Some(v.len())
+                        }
+                        _ => None,
+                    },
+                );
+                samples.sum::<usize>()
+            };
+        let handled = f
+            .orders
+            .handle_batch(vec![f.placed, f.processed.clone()])
+            .await;
+        assert!(handled.iter().all(Result::is_ok), "{handled:?}");
+        assert_eq!(timed(), 1, "the confirmation timed");
+
+        sqlx::query("UPDATE orders SET announced = 0 WHERE order_id = $1")
+            .bind(f.order_id.to_string())
+            .execute(&f.pool)
+            .await
+            .expect("as if it crashed before marking the order announced");
+        let again = f.orders.handle_batch(vec![f.processed]).await;
+        assert!(again.iter().all(Result::is_ok), "{again:?}");
+        let announced: i64 = sqlx::query("SELECT announced FROM orders WHERE order_id = $1")
+            .bind(f.order_id.to_string())
+            .fetch_one(&f.pool)
+            .await
+            .expect("the order")
+            .get(0);
+        assert_eq!(announced, 1, "announced again");
+        assert_eq!(timed(), 0, "and not timed again");
     }
 }

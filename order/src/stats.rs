@@ -1,9 +1,12 @@
 //! The order service's metrics: orders per status and the oldest PENDING one (read from the
 //! table every few seconds), and each saga's time from placement to its final status.
 
+use std::collections::HashSet;
+
+use oms_bus::Incoming;
 use oms_bus::metrics as m;
-use oms_domain::Event;
 use oms_domain::api::OrderStatus;
+use oms_domain::{Event, OrderId};
 use oms_host::metrics::WATCH_INTERVAL;
 use sqlx::AnyPool;
 use strum::IntoEnumIterator;
@@ -12,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::SERVICE;
+use crate::decide::OrderEvent;
 use crate::store;
 
 /// Counts a saga that ended with `status`, placed at `placed_at`.
@@ -23,9 +27,20 @@ pub fn saga_ended(status: OrderStatus, placed_at: OffsetDateTime) {
     metrics::histogram!(m::SAGA_DURATION, "service" => SERVICE, "status" => status).record(took);
 }
 
-/// Counts the sagas whose end `announcements` announce.
-pub fn sagas_ended(announcements: &[Option<Event>]) {
-    for event in announcements.iter().flatten() {
+/// Counts the sagas whose end `announcements` (one per event of `batch`) announce, of the
+/// orders in `ended`: those the batch's transaction moved to their end. An announcement made
+/// again (a redelivery found the order not yet announced) is not a second end.
+pub fn sagas_ended(
+    batch: &[Incoming<OrderEvent>],
+    announcements: &[Option<Event>],
+    ended: &HashSet<OrderId>,
+) {
+    let now_ended = batch
+        .iter()
+        .zip(announcements)
+        .filter(|(incoming, _)| ended.contains(&incoming.order_id))
+        .filter_map(|(_, event)| event.as_ref());
+    for event in now_ended {
         match event {
             Event::OrderConfirmed(s) => saga_ended(OrderStatus::Confirmed, s.order.placed_at),
             Event::OrderRejected(r) => saga_ended(OrderStatus::Rejected, r.order.placed_at),
