@@ -4,8 +4,10 @@
 # OMS image as its user oms, without a network; what exists is kept, so a second run changes nothing.
 #
 #   SECRETS_DIR         the volume `secrets`, which only this container mounts: the originals
-#     nats/<identity>.nk      one nkey seed per broker identity, and nats/edge-jwt.secret (the
-#                             edge's HS256 key), made by `oms-provision creds`
+#     nats/<identity>.nk      one nkey seed per broker identity, nats/edge-jwt.secret (the
+#                             edge's HS256 key), nats/edge-jwt-es256.pem (the installation's
+#                             ES256 signing key) and nats/edge-jwks.json (its public half), made
+#                             by `oms-provision creds`
 #     postgres/<role>.password   one random password per database role (256 bits, 64 hex digits)
 #   NATS_BASE_CONFIG    where the NATS nodes mount nats-cluster.conf (it need not exist here)
 #   NATS_SERVER_CONFIG  the file the nodes start with (--config), in the volume nats-auth, which the
@@ -15,17 +17,20 @@
 #   OUT_DIR             one folder per recipient, each a volume that only this container and that
 #                       recipient mount; only the folders that are mount points are filled:
 #     <identity>/             <identity>.nk (edge, customer, inventory, payment, order, provisioner,
-#                             operator, observer, loadgen); the edge also edge-jwt.secret; if the
-#                             role oms_<identity> is in POSTGRES_ROLES, also pgpass
+#                             operator, observer, loadgen); the edge also edge-jwt.secret (for
+#                             oms-token in its container); each of JWT_VERIFIERS edge-jwks.json;
+#                             if the role oms_<identity> is in POSTGRES_ROLES, also pgpass
 #                             (`*:*:*:oms_<identity>:<password>`, the service's PGPASSFILE)
 #     postgres/               <role>.password of every role in POSTGRES_ROLES, for the postgres
 #                             service (POSTGRES_PASSWORD_FILE, compose/postgres-entrypoint.sh)
 #     prometheus/             metrics.token: an operator's bearer token for GET /metrics (oms-token,
-#                             signed with the edge's HS256 key), minted afresh at every run
-#                             because it expires (METRICS_TOKEN_TTL)
+#                             ES256 with the installation's key, which stays here), minted afresh
+#                             at every run because it expires (METRICS_TOKEN_TTL)
 #     grafana/                admin.password: Grafana's admin (GF_SECURITY_ADMIN_PASSWORD__FILE)
-#   JWT_VERIFIERS       the identities that get the edge's HS256 key (edge-jwt.secret) to check
-#                       bearer tokens: the edge, and every service whose /metrics Prometheus reads
+#   JWT_VERIFIERS       the identities that get the public JWKS (edge-jwks.json, auth.jwks of the
+#                       docker profile) to check ES256 bearer tokens: the edge, and every service
+#                       whose /metrics Prometheus reads. None of them can mint a token with it;
+#                       the HS256 key, which could, goes to the edge only.
 #
 # Every file it writes is 0600 (owner oms), except the server config, which holds public keys only,
 # and the files of Prometheus and Grafana: they run as their images' own users, so their folders
@@ -119,7 +124,8 @@ for dir in "$out"/*/; do
         done
     elif [[ "$name" == prometheus ]]; then
         chmod 0750 "$dir"
-        token="$(OMS_NATS__CREDS_DIR="$secrets/nats" oms-token --operator --name prometheus --ttl "$token_ttl")" &&
+        token="$(OMS_NATS__CREDS_DIR="$secrets/nats" oms-token --operator --name prometheus --ttl "$token_ttl" \
+            --es256-key "$secrets/nats/edge-jwt-es256.pem")" &&
             [[ -n "$token" ]] || die "oms-token minted no token for Prometheus"
         printf '%s\n' "$token" | put "$dir/metrics.token" 0640
         given+=("metrics.token (valid $token_ttl)")
@@ -132,9 +138,13 @@ for dir in "$out"/*/; do
         [[ -s "$seed" ]] || die "$dir: '$name' is not a broker identity (no $seed)"
         put "$dir/$name.nk" <"$seed"
         given+=("$name.nk")
-        if verifies_tokens "$name"; then
+        if [[ "$name" == edge ]]; then
             put "$dir/edge-jwt.secret" <"$secrets/nats/edge-jwt.secret"
             given+=(edge-jwt.secret)
+        fi
+        if verifies_tokens "$name"; then
+            put "$dir/edge-jwks.json" <"$secrets/nats/edge-jwks.json"
+            given+=(edge-jwks.json)
         fi
         if has_role "oms_$name"; then
             printf '*:*:*:oms_%s:%s\n' "$name" "$(<"$secrets/postgres/oms_$name.password")" | put "$dir/pgpass"

@@ -9,6 +9,9 @@
 //! The facts come from the project itself: `oms_config::Config` (loaded by `Config::figment`
 //! with each container's environment), `oms_topology::identity::Identity`, `cargo metadata` and
 //! the Dockerfile. `${VAR:-default}` takes its default: the machine's environment is not read.
+//!
+//! The secrets one-shot itself runs for real, in a private mount namespace (`unshare`), with
+//! the binaries cargo built.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -887,4 +890,116 @@ schema: services.edge.depends_on.order.condition: "service_helthy" is not one of
         let doc = load_compose("a: &a {x: 1}\nb: &b {<<: *a, y: 2}\nc: {<<: *b, y: 3}\n").unwrap();
         assert_eq!(doc["c"], json!({"x": 1, "y": 3}));
     }
+}
+
+/// The secrets one-shot, run for real (twice, as at two `up`s) with the binaries cargo built: in
+/// a private mount namespace whose tmpfs mounts stand for the volumes compose gives it. Each
+/// recipient gets its own and no more; the services get the public JWKS, not the HS256 key with
+/// which they could mint a token, and Prometheus's token is one that JWKS accepts.
+#[test]
+fn the_secrets_one_shot_gives_each_recipient_its_own() {
+    use oms_edge::auth::{Caller, Verifier};
+    let bin = std::env::current_exe().expect("the test's path");
+    let bin = bin
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>");
+    for tool in ["oms-provision", "oms-token"] {
+        assert!(
+            bin.join(tool).exists(),
+            "{} is missing: run `cargo build --workspace --all-targets` first",
+            bin.join(tool).display()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let recipients = [
+        "edge",
+        "customer",
+        "payment",
+        "provisioner",
+        "postgres",
+        "prometheus",
+    ];
+    let volumes: Vec<String> = ["secrets", "nats-auth"]
+        .iter()
+        .map(|v| v.to_string())
+        .chain(recipients.iter().map(|r| format!("out/{r}")))
+        .collect();
+    for volume in &volumes {
+        std::fs::create_dir_all(dir.path().join(volume)).unwrap();
+    }
+    // Run inside the namespace, then copy what was made out of its tmpfs mounts.
+    let script = format!(
+        r#"set -euo pipefail
+for v in {volumes}; do mount -t tmpfs tmpfs "$v"; done
+bash "$MAKER" 2>/dev/null
+bash "$MAKER"
+mkdir -p kept && cp -a secrets out kept/"#,
+        volumes = volumes.join(" ")
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--map-root-user", "bash", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env("MAKER", root().join("compose").join(SECRETS_MAKER))
+        .env("OMS_CONFIG", root().join("oms.toml"))
+        .env("OMS_PROFILE", "docker")
+        .env("SECRETS_DIR", dir.path().join("secrets"))
+        .env("OUT_DIR", dir.path().join("out"))
+        .env("NATS_BASE_CONFIG", "/etc/nats/nats-cluster.conf")
+        .env(
+            "NATS_SERVER_CONFIG",
+            dir.path().join("nats-auth/nats-server.conf"),
+        )
+        .env("POSTGRES_ROLES", "postgres oms_customer")
+        .env("JWT_VERIFIERS", "edge customer payment")
+        .output()
+        .expect("unshare runs (util-linux)");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the one-shot failed:\n{log}");
+
+    let kept = dir.path().join("kept");
+    let files = |recipient: &str| -> BTreeSet<String> {
+        std::fs::read_dir(kept.join("out").join(recipient))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let set = |names: &[&str]| BTreeSet::from_iter(names.iter().map(|n| n.to_string()));
+    assert_eq!(
+        files("edge"),
+        set(&["edge.nk", "edge-jwt.secret", "edge-jwks.json"])
+    );
+    assert_eq!(
+        files("customer"),
+        set(&["customer.nk", "edge-jwks.json", "pgpass"])
+    );
+    assert_eq!(files("payment"), set(&["payment.nk", "edge-jwks.json"]));
+    assert_eq!(files("provisioner"), set(&["provisioner.nk"]));
+    assert_eq!(
+        files("postgres"),
+        set(&["postgres.password", "oms_customer.password"])
+    );
+    assert_eq!(files("prometheus"), set(&["metrics.token"]));
+
+    let read_kept = |path: &str| std::fs::read_to_string(kept.join(path)).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(&read_kept("out/customer/edge-jwks.json")).unwrap();
+    assert!(
+        !read_kept("out/customer/edge-jwks.json").contains("\"d\""),
+        "public keys only"
+    );
+    let token = read_kept("out/prometheus/metrics.token");
+    let auth = oms_config::AuthConfig::default();
+    let services = Verifier::new(&auth, None, Some(&jwks));
+    assert_eq!(
+        services.verify(token.trim()),
+        Ok(Caller::operator("prometheus"))
+    );
+    let secret = read_kept("out/edge/edge-jwt.secret");
+    let edge_secret_only = Verifier::new(&auth, Some(secret.trim().as_bytes()), None);
+    assert!(
+        edge_secret_only.verify(token.trim()).is_err(),
+        "signed with the ES256 key, not the HS256 one"
+    );
 }

@@ -140,3 +140,45 @@ fn says_what_is_missing_and_prints_nothing() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// `--es256-key`: a token that a verifier holding the key's JWKS alone accepts (what compose's
+/// services check Prometheus's scrapes with), and that the HS256 secret does not.
+#[test]
+fn signs_es256_with_the_provisioned_key() {
+    use oms_edge::auth::es256;
+    let dir = tempfile::tempdir().unwrap();
+    let key = es256::ensure(dir.path()).expect("a key and its JWKS");
+    let pem = dir.path().join(es256::KEY_FILE);
+    let output = oms_token(
+        &[
+            "--operator",
+            "--name",
+            "prometheus",
+            "--es256-key",
+            pem.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let token = printed_token(&output);
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_slice(&std::fs::read(dir.path().join(es256::JWKS_FILE)).unwrap()).unwrap();
+    assert_eq!(jwks, key.jwks());
+    let public_only = Verifier::new(&AuthConfig::default(), None, Some(&jwks));
+    assert_eq!(
+        public_only.verify(&token),
+        Ok(Caller::operator("prometheus"))
+    );
+    let secret_only = Verifier::new(&AuthConfig::default(), Some(SECRET.as_bytes()), None);
+    assert!(secret_only.verify(&token).is_err(), "not an HS256 token");
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(header.kid, jwks.keys[0].common.key_id);
+
+    let missing = oms_token(&["--operator", "--es256-key", "/nonexistent.pem"], &[]);
+    assert!(!missing.status.success());
+    assert!(missing.stdout.is_empty(), "no token");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.pem"),
+        "says which file"
+    );
+}

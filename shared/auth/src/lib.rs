@@ -25,6 +25,7 @@ use oms_config::Config;
 use oms_domain::ids::is_valid_id;
 use serde::{Deserialize, Serialize};
 
+pub mod es256;
 #[cfg(any(test, feature = "testing"))]
 pub mod testkeys;
 

@@ -4,7 +4,8 @@
 //!     oms-provision topology [--wait 60s]
 //!
 //! `creds` makes what is missing of this installation's identities (`<creds_dir>/*.nk`) and
-//! writes the file to start nats-server with; `topology` then creates or updates every stream,
+//! token keys (the edge's HS256 secret, an ES256 key and its public JWKS) and writes the file
+//! to start nats-server with; `topology` then creates or updates every stream,
 //! bucket and durable consumer as the provisioner. Both are safe to run at every start.
 
 use std::path::PathBuf;
@@ -26,7 +27,8 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Make the missing identities and write nats-server's config with their permissions.
+    /// Make the missing identities and token keys, and write nats-server's config with the
+    /// identities' permissions.
     Creds {
         /// The project's server config to include (nats.conf, or nats-cluster.conf).
         #[arg(long, default_value = "nats.conf")]
@@ -52,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     match args.command {
         Command::Creds { base, out } => {
             provision::ensure_creds(&creds)?;
+            oms_auth::es256::ensure(&creds)?;
             let out = out.unwrap_or_else(|| config.data_dir.join(provision::SERVER_CONFIG_FILE));
             provision::write_server_config(&creds, &base, &out)
                 .with_context(|| format!("writing {}", out.display()))?;
