@@ -9,10 +9,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use oms_bus as bus;
-use oms_config::Config;
 use oms_ops::audit;
 use oms_topology::identity::Identity;
 
@@ -27,10 +25,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = Config::load()?;
-    let client = bus::connect(&config, Identity::Observer)
-        .await
-        .with_context(|| format!("connecting to {}", config.nats.url))?;
+    let (config, client) = oms_ops::connect(Identity::Observer).await?;
     let js = bus::jetstream(client, &config.nats);
     let orders = audit::read(&js).await?;
     let report = audit::check(

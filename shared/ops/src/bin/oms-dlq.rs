@@ -6,10 +6,8 @@
 //! Connects as the `operator` identity with the services' config (`oms.toml`, `OMS_PROFILE`,
 //! `OMS_NATS__URL`; the seed in `<creds_dir>/operator.nk`).
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oms_bus::{self as bus, dlq};
-use oms_config::Config;
 use oms_topology::identity::Identity;
 
 #[derive(Parser)]
@@ -33,10 +31,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = Config::load()?;
-    let client = bus::connect(&config, Identity::Operator)
-        .await
-        .with_context(|| format!("connecting to {}", config.nats.url))?;
+    let (config, client) = oms_ops::connect(Identity::Operator).await?;
     let js = bus::jetstream(client, &config.nats);
     match args.command {
         Command::List { from_sequence } => {

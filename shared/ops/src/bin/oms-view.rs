@@ -9,8 +9,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use oms_bus::{self as bus, direct};
-use oms_config::Config;
+use oms_bus::direct;
 use oms_topology::identity::Identity;
 use serde_json::{Map, Value, json};
 
@@ -31,10 +30,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = Config::load()?;
-    let client = bus::connect(&config, Identity::Observer)
-        .await
-        .with_context(|| format!("connecting to {}", config.nats.url))?;
+    let (_, client) = oms_ops::connect(Identity::Observer).await?;
     let mut pages = direct::Pages::open(&client, &args.stream, args.from, args.subject.as_deref())
         .await
         .with_context(|| format!("reading {}", args.stream))?;
