@@ -738,3 +738,44 @@ async fn streams_outlive_the_idle_timeout_and_end_with_the_edge() {
         while events.next().await.is_some() {}
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edge_serves_at_most_its_number_of_event_streams() {
+    // Keep-alives every few hundred milliseconds: a stream whose client went is noticed soon.
+    let stack = Stack::builder(oms_e2e::Mode::InProcess)
+        .configure(|config| {
+            config.http.max_event_streams = 2;
+            config.http.idle_timeout = Duration::from_secs(1);
+        })
+        .start()
+        .await;
+    let ops = stack.operator_token();
+    let first = Events::of(Events::open(&stack, "/events", Some(&ops), None).await);
+    let id = stack.place_ok(&original_body()).await;
+    let _second =
+        Events::of(Events::open(&stack, &format!("/orders/{id}/events"), Some(&ops), None).await);
+
+    let third = Events::open(&stack, "/events", Some(&ops), None).await;
+    assert_eq!(third.status(), 503);
+    assert_eq!(third.headers()["content-type"], "application/problem+json");
+    let problem: Value = third.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already serves 2 event streams"),
+        "{problem}"
+    );
+    // Other calls are not held back by the streams.
+    let (status, _) = stack.get_as(&ops, &format!("/orders/{id}")).await;
+    assert_eq!(status, 200);
+
+    // A client goes; its slot comes back.
+    drop(first);
+    let reopened = eventually(DEADLINE, "a slot for a new stream", || async {
+        let r = Events::open(&stack, "/events", Some(&ops), None).await;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    Events::of(reopened);
+}

@@ -24,6 +24,7 @@ use futures::{FutureExt, StreamExt};
 use oms_bus::Bus;
 use oms_bus::api;
 use oms_bus::direct::{self, BATCH, ReadError};
+use oms_config::HttpConfig;
 use oms_domain::api::{GetOrder, HistoryEntry, OrderView};
 use oms_domain::{CustomerId, Envelope, OrderId};
 use oms_topology::identity::STATUS_EVENTS;
@@ -41,9 +42,6 @@ use crate::board;
 use crate::problem::Problem;
 use crate::{authz, caller, denied, readable_order};
 
-/// Streams one edge serves at once; beyond, 503 (each holds a consumer on the broker).
-pub const MAX_STREAMS: usize = 1000;
-
 /// How long a stream waits for a wake-up before it looks anyway.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
@@ -60,18 +58,22 @@ pub struct Feed {
     bus: Bus,
     shutdown: CancellationToken,
     keep_alive: Duration,
+    /// One per open stream (`http.max_event_streams`); beyond, 503.
     slots: Arc<Semaphore>,
+    most: usize,
 }
 
 impl Feed {
-    /// Streams on `bus` that end at `shutdown`, with a comment at least three times per
-    /// `idle_timeout` (the server closes a connection silent for that long).
-    pub fn new(bus: Bus, idle_timeout: Duration, shutdown: CancellationToken) -> Feed {
+    /// Streams on `bus` that end at `shutdown`, at most `http.max_event_streams` at once, with a
+    /// comment at least three times per `http.idle_timeout` (the server closes a connection
+    /// silent for that long).
+    pub fn new(bus: Bus, http: &HttpConfig, shutdown: CancellationToken) -> Feed {
         Feed {
             bus,
             shutdown,
-            keep_alive: keep_alive(idle_timeout),
-            slots: Arc::new(Semaphore::new(MAX_STREAMS)),
+            keep_alive: keep_alive(http.idle_timeout),
+            slots: Arc::new(Semaphore::new(http.max_event_streams)),
+            most: http.max_event_streams,
         }
     }
 }
@@ -182,7 +184,8 @@ async fn open(
 ) -> Result<warp::reply::Response, Rejection> {
     let permit = feed.slots.clone().try_acquire_owned().map_err(|_| {
         Problem::unavailable(format!(
-            "this edge already serves {MAX_STREAMS} event streams; retry later"
+            "this edge already serves {} event streams, as many as it may; retry later",
+            feed.most
         ))
     })?;
     if let Err(e) = reader.subscribe().await {

@@ -95,7 +95,7 @@ pub async fn run(
         auth,
         limiter: RateLimiter::new(config.http.rate_per_second, config.http.rate_burst),
     });
-    let feed = events::Feed::new(bus.clone(), config.http.idle_timeout, shutdown.clone());
+    let feed = events::Feed::new(bus.clone(), &config.http, shutdown.clone());
     server::serve(
         listener,
         warp::service(routes(bus, feed)),
@@ -110,6 +110,7 @@ pub async fn run(
 fn check_limits(http: &oms_config::HttpConfig) -> anyhow::Result<()> {
     let zero = [
         ("http.max_connections", http.max_connections == 0),
+        ("http.max_event_streams", http.max_event_streams == 0),
         ("http.rate_per_second", http.rate_per_second == 0),
         ("http.rate_burst", http.rate_burst == 0),
         (

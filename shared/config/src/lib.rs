@@ -175,6 +175,9 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Open connections at most; more wait in the listen queue.
     pub max_connections: usize,
+    /// Open event streams (`GET /events`, `GET /orders/{id}/events`) at most; one more is
+    /// answered 503. Each holds a connection and a subscription until its client goes.
+    pub max_event_streams: usize,
     /// Sustained requests per second per identity (per address when anonymous).
     pub rate_per_second: u32,
     /// Requests an identity may make at once above the sustained rate.
@@ -188,6 +191,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_event_streams: 1_000,
             rate_per_second: 100,
             rate_burst: 200,
         }
