@@ -64,13 +64,12 @@ pub enum Entry {
 }
 
 impl Entry {
-    pub fn of(method: &Method, path: &str) -> Entry {
-        if matches!(path, "/healthz" | "/readyz") {
-            Entry::Probe
-        } else if route(path) == "/metrics" && method == Method::GET {
-            Entry::Scrape
-        } else {
-            Entry::Limited
+    /// A request for `route` (the template of its path, [`route`]).
+    pub fn of(method: &Method, route: &str) -> Entry {
+        match route {
+            "/healthz" | "/readyz" => Entry::Probe,
+            "/metrics" if method == Method::GET => Entry::Scrape,
+            _ => Entry::Limited,
         }
     }
 }
@@ -209,7 +208,7 @@ where
     let path = request.uri().path().to_string();
     let span = tracing::info_span!("request", %request_id);
     let route = route(&path);
-    let entry = Entry::of(&method, &path);
+    let entry = Entry::of(&method, route);
     let answer = match entry {
         Entry::Probe => api.call(request).instrument(span).await,
         Entry::Scrape => Ok(metrics::answer(
