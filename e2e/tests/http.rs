@@ -1,6 +1,8 @@
 //! The HTTP contract of the edge: status codes, problem+json, reads and pages.
 
-use oms_e2e::{DEADLINE, ORDERS, Stack, items_body, original_body, testing::eventually};
+use std::time::Duration;
+
+use oms_e2e::{DEADLINE, Mode, ORDERS, Stack, items_body, original_body, testing::eventually};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -229,7 +231,12 @@ async fn orders_are_listed_newest_first_in_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_nats_down_orders_get_503_and_nothing_is_half_accepted() {
-    let mut stack = Stack::start().await;
+    // The broker dies right after the first order: a message it had delivered and not yet seen
+    // acked comes back after the ack wait (30 s by default), shortened here as for the kills.
+    let mut stack = Stack::builder(Mode::InProcess)
+        .configure(|c| c.consumers.ack_wait = Duration::from_secs(2))
+        .start()
+        .await;
     let before = stack.place_ok(&original_body()).await;
     stack.nats.server().kill();
     // Once the edge has noticed (its readiness says so), it refuses without publishing. A request
